@@ -1,0 +1,3 @@
+"""Version of the onto-core distribution."""
+
+__version__ = "0.1.0"

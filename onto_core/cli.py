@@ -1,0 +1,200 @@
+"""The ``onto`` command: run and validate pipeline configs, list plugins and components.
+
+Errors print one line to stderr and exit non-zero (2 for a bad config or usage, 1 for a
+failure while running); ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import yaml
+
+from onto_core.__about__ import __version__
+from onto_core.config import OntoConfig, load_config
+from onto_core.errors import ConfigError, OntoError
+from onto_core.plugins import failed_plugins, list_components, list_plugins
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Attributes every LogRecord has; anything else was passed as ``extra`` and is logged as data.
+_RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class _OntoGroup(click.Group):
+    """Turns every error into one line on stderr and a non-zero exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            if isinstance(exc, ConfigError):
+                _fail(str(exc), 2)
+            if isinstance(exc, OntoError):
+                _fail(str(exc), 1)
+            hint = "" if ctx.params.get("debug") else " (run with --debug for the traceback)"
+            _fail(f"{type(exc).__name__}: {exc}{hint}", 1)
+
+
+@click.group(cls=_OntoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="onto", message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or as JSON objects.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def cli(debug: bool, log_format: str, log_level: str) -> None:
+    """onto: reactive, event-driven pipelines from a YAML config."""
+    _setup_logging("debug" if debug else log_level, log_format)
+
+
+def _describe_pipelines(config: OntoConfig) -> list[str]:
+    lines = []
+    for name, p in config.pipelines.items():
+        chain = [p.source.type, *(s.type for s in p.processors)]
+        sinks = ", ".join(s.type for s in p.sinks)
+        lines.append(f"{name}: {' → '.join(chain)} → [{sinks}] ({p.guarantee.value})")
+    return lines
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--show", is_flag=True, help="Print the resolved config, secrets redacted.")
+def validate(file: str, show: bool) -> None:
+    """Check FILE without connecting to anything."""
+    config = load_config(file)
+    if show:
+        click.echo(yaml.safe_dump(config.redacted(), sort_keys=False), nl=False)
+        return
+    count = len(config.pipelines)
+    click.echo(f"{file}: ok, {count} pipeline{'s' if count != 1 else ''}")
+    for line in _describe_pipelines(config):
+        click.echo(f"  {line}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def run(file: str) -> None:
+    """Run every pipeline in FILE until the sources end or SIGINT/SIGTERM drains them."""
+    from onto_core.runtime import Runtime
+
+    config = load_config(file)
+    log = logging.getLogger("onto")
+    for line in _describe_pipelines(config):
+        log.info("pipeline %s", line)
+    runtime = Runtime(config)
+    started = time.monotonic()
+    asyncio.run(runtime.run(handle_signals=True))
+    log.info("stopped after %.1fs", time.monotonic() - started)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins: name, version, hooks and components."""
+    found = list_plugins()
+    failed = failed_plugins()
+    if as_json:
+        data = [p.to_dict() for p in found]
+        data += [{"name": n, "error": why} for n, why in failed.items()]
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = [
+        (p.name, p.version or "-", ", ".join(p.hooks) or "-", ", ".join(p.components) or "-")
+        for p in found
+    ]
+    rows += [(n, "-", "-", f"FAILED: {why}") for n, why in failed.items()]
+    _table(("name", "version", "hooks", "components"), rows)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, with each config schema.")
+@click.option(
+    "--kind", type=click.Choice(["source", "processor", "sink", "datastore"]), default=None
+)
+def components(as_json: bool, kind: Any) -> None:
+    """List every component type a config can name, with its settings."""
+    found = list_components(kind)
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in found], indent=2, default=str))
+        return
+    for c in found:
+        guarantees = ", ".join(sorted(str(g) for g in getattr(c.cls, "guarantees", ())))
+        head = f"{c.kind} {c.name}  ({c.plugin})"
+        click.echo(f"{head}\n  {c.description}" + (f"\n  guarantees: {guarantees}" if guarantees else ""))
+        for field_name, field in c.config_model.model_fields.items():
+            default = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+            click.echo(f"  - {field_name} ({default}): {field.description or ''}")
+        click.echo()
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def main() -> None:
+    """Entry point of the ``onto`` script."""
+    cli(prog_name="onto")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""The plugin manager: finds plugins in the ``onto`` entry-point group and collects components.
+
+Loading is lazy (on first use) and idempotent. ``ONTO_LOAD_PLUGINS=a,b`` loads only the
+plugins whose entry-point or distribution name is listed; set it empty to load none. The
+built-in components register through the same hook and are always present. A plugin that
+fails to import is logged as a warning naming it, recorded in ``failed_plugins()`` and
+skipped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pluggy
+from pydantic import BaseModel
+
+from onto_core import hookspecs
+from onto_core.errors import PluginError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ComponentInfo",
+    "ComponentKind",
+    "ComponentRegistrar",
+    "PluginInfo",
+    "closest_name",
+    "failed_plugins",
+    "get_component",
+    "get_plugin_manager",
+    "list_components",
+    "list_plugins",
+    "reset",
+]
+
+ENTRY_POINT_GROUP = "onto"
+ComponentKind = Literal["source", "processor", "sink", "datastore"]
+KINDS: tuple[ComponentKind, ...] = ("source", "processor", "sink", "datastore")
+
+log = logging.getLogger("onto.plugins")
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """A registered component: its kind, config name, class and the plugin that registered it."""
+
+    kind: ComponentKind
+    name: str
+    cls: type[Any]
+    plugin: str
+
+    @property
+    def config_model(self) -> type[BaseModel]:
+        model = getattr(self.cls, "Config", None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise PluginError(
+                f"{self.kind} {self.name!r} from plugin {self.plugin!r} has no nested "
+                "pydantic Config model"
+            )
+        return model
+
+    @property
+    def description(self) -> str:
+        doc = (self.cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "plugin": self.plugin,
+            "class": f"{self.cls.__module__}.{self.cls.__qualname__}",
+            "description": self.description,
+            "guarantees": sorted(str(g) for g in getattr(self.cls, "guarantees", ())),
+            "config_schema": self.config_model.model_json_schema(),
+        }
+
+
+@dataclass
+class PluginInfo:
+    """An installed plugin as ``onto plugins`` shows it."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: list[str] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": self.hooks,
+            "components": self.components,
+        }
+
+
+class ComponentRegistrar:
+    """The ``register`` object handed to ``register_components``."""
+
+    def __init__(self, plugin: str, components: dict[tuple[str, str], ComponentInfo]) -> None:
+        self._plugin = plugin
+        self._components = components
+        self.registered: list[ComponentInfo] = []
+
+    def _add(self, kind: ComponentKind, name: str, cls: type[Any]) -> None:
+        existing = self._components.get((kind, name))
+        if existing is not None:
+            log.warning(
+                "plugin %r registers %s %r, already registered by plugin %r; keeping the first",
+                self._plugin,
+                kind,
+                name,
+                existing.plugin,
+            )
+            return
+        info = ComponentInfo(kind, name, cls, self._plugin)
+        self._components[(kind, name)] = info
+        self.registered.append(info)
+
+    def source(self, name: str, cls: type[Any]) -> None:
+        """Register a source class under ``name``."""
+        self._add("source", name, cls)
+
+    def processor(self, name: str, cls: type[Any]) -> None:
+        """Register a processor class under ``name``."""
+        self._add("processor", name, cls)
+
+    def sink(self, name: str, cls: type[Any]) -> None:
+        """Register a sink class under ``name``."""
+        self._add("sink", name, cls)
+
+    def datastore(self, name: str, cls: type[Any]) -> None:
+        """Register a datastore class under ``name``."""
+        self._add("datastore", name, cls)
+
+
+class _Hub:
+    """Process-wide plugin state, built once on first use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.pm: pluggy.PluginManager | None = None
+        self.components: dict[tuple[str, str], ComponentInfo] = {}
+        self.plugins: dict[str, PluginInfo] = {}
+        self.failed: dict[str, str] = {}
+
+    def load(self) -> pluggy.PluginManager:
+        with self.lock:
+            if self.pm is not None:
+                return self.pm
+            pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+            pm.add_hookspecs(hookspecs)
+            from onto_core import builtin
+
+            pm.register(builtin, name="builtin")
+            self.plugins["builtin"] = PluginInfo("builtin", "onto-core", _version("onto-core"))
+            self._load_entry_points(pm)
+            for name, plugin in pm.list_name_plugin():
+                self._collect(pm, name, plugin)
+            self.pm = pm
+            return pm
+
+    def _load_entry_points(self, pm: pluggy.PluginManager) -> None:
+        wanted = _wanted_plugins()
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else None
+            if wanted is not None and ep.name not in wanted and dist not in wanted:
+                continue
+            if pm.get_plugin(ep.name) is not None or ep.name in self.failed:
+                continue
+            try:
+                module = ep.load()
+                pm.register(module, name=ep.name)
+            except Exception as exc:  # a broken plugin must never take the host down
+                reason = f"{type(exc).__name__}: {exc}"
+                self.failed[ep.name] = reason
+                log.warning(
+                    "plugin %r (distribution %s) failed to load and was skipped: %s",
+                    ep.name,
+                    dist or "unknown",
+                    reason,
+                )
+                continue
+            version = ep.dist.version if ep.dist is not None else None
+            self.plugins[ep.name] = PluginInfo(ep.name, dist, version)
+
+    def _collect(self, pm: pluggy.PluginManager, name: str, plugin: object) -> None:
+        info = self.plugins.setdefault(name, PluginInfo(name, None, None))
+        info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+        impl = getattr(plugin, "register_components", None)
+        if impl is None:
+            return
+        registrar = ComponentRegistrar(name, self.components)
+        try:
+            impl(register=registrar)
+        except Exception as exc:
+            reason = f"register_components raised {type(exc).__name__}: {exc}"
+            self.failed[name] = reason
+            log.warning("plugin %r failed to register its components: %s", name, reason)
+        info.components = [f"{c.kind}:{c.name}" for c in registrar.registered]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _wanted_plugins() -> set[str] | None:
+    raw = os.environ.get("ONTO_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+_hub = _Hub()
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The loaded plugin manager (loads plugins on first call)."""
+    return _hub.load()
+
+
+def reset() -> None:
+    """Forget every loaded plugin; the next call loads them again (for tests)."""
+    global _hub
+    _hub = _Hub()
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Every loaded plugin, built-in first."""
+    _hub.load()
+    return list(_hub.plugins.values())
+
+
+def failed_plugins() -> dict[str, str]:
+    """Plugins that failed to load, by name, with the reason."""
+    _hub.load()
+    return dict(_hub.failed)
+
+
+def list_components(kind: ComponentKind | None = None) -> list[ComponentInfo]:
+    """Registered components, optionally of one kind, sorted by kind then name."""
+    _hub.load()
+    found = [c for c in _hub.components.values() if kind is None or c.kind == kind]
+    return sorted(found, key=lambda c: (KINDS.index(c.kind), c.name))
+
+
+def closest_name(name: str, known: list[str]) -> str | None:
+    """The known name most like ``name``, for "did you mean" hints."""
+    matches = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def get_component(kind: ComponentKind, name: str) -> ComponentInfo:
+    """The component registered as ``name``; ``PluginError`` lists the known ones if absent."""
+    _hub.load()
+    info = _hub.components.get((kind, name))
+    if info is not None:
+        return info
+    known = [c.name for c in list_components(kind)]
+    hint = closest_name(name, known)
+    message = f"unknown {kind} type {name!r}; known: {', '.join(known) or 'none'}"
+    if hint:
+        message += f" (did you mean {hint!r}?)"
+    raise PluginError(message)

@@ -1,0 +1,184 @@
+"""The contracts every connector implements: ``Source``, ``Processor``, ``Sink`` and ``Message``.
+
+Any method below may be written ``def`` or ``async def``; the runtime awaits coroutines and
+runs plain functions in a worker thread, so a blocking client library never stalls other
+pipelines. Optional methods (``start``, ``close``, ``read_batch``, ``process_batch``) are
+looked up by name and skipped when absent.
+
+Lifecycle of a pipeline::
+
+    source.start(ctx)  processors.start(ctx)  sinks.start(ctx)
+    loop:
+        msgs = source.read_batch(n)  or  [source.read()]
+        outs = processor.process(msg) ...             (each processor in order)
+        sink.write(outs)                              (every sink; retried with backoff)
+        source.ack(msg)      when every sink confirmed (at_least_once), or
+                             right after reading (at_most_once)
+        source.nack(msg, e)  when the message could be neither delivered nor dead-lettered
+    sinks.close()  processors.close()  source.close()
+
+Each component class declares its settings as a nested pydantic ``Config`` model with
+``extra="forbid"``; the runtime constructs it as ``cls(config)``. Anything that connects
+belongs in ``start``, so a config can be validated without connecting.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import logging
+
+    from onto_core.models.datastore import Datastore
+
+__all__ = [
+    "Guarantee",
+    "Message",
+    "Processor",
+    "ProcessorResult",
+    "RuntimeContext",
+    "Sink",
+    "Source",
+]
+
+
+class Guarantee(enum.StrEnum):
+    """Delivery guarantee a pipeline asks for and a component can give."""
+
+    AT_MOST_ONCE = "at_most_once"
+    AT_LEAST_ONCE = "at_least_once"
+    EXACTLY_ONCE = "exactly_once"
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class Message:
+    """One unit of data moving through a pipeline.
+
+    ``id`` is unique per message and names it in errors and dead letters. ``key`` orders and
+    partitions (messages with one key stay in order). ``value`` is any JSON-like value or
+    model. ``headers`` carry string metadata (dead letters record their error there).
+    ``channel`` names where the message came from (topic, collection, ...). ``timestamp`` is
+    seconds since the epoch. ``offset`` is the source's own position marker, opaque to
+    everyone else, which it reads back in ``ack``/``nack``.
+    """
+
+    value: Any
+    key: str | None = None
+    id: str = field(default_factory=_new_id)
+    headers: dict[str, str] = field(default_factory=dict)
+    channel: str | None = None
+    timestamp: float = field(default_factory=time.time)
+    offset: Any = None
+
+    def derive(self, value: Any, **changes: Any) -> Message:
+        """A new message carrying ``value`` that keeps this one's key, headers and channel."""
+        fields: dict[str, Any] = {
+            "key": self.key,
+            "headers": dict(self.headers),
+            "channel": self.channel,
+            "timestamp": self.timestamp,
+        }
+        fields.update(changes)
+        return Message(value, **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message as a JSON-ready dict (used by file/stdout sinks and dead letters)."""
+        value = self.value
+        dump = getattr(value, "to_dict", None) or getattr(value, "model_dump", None)
+        if dump is not None:
+            value = dump()
+        return {
+            "id": self.id,
+            "key": self.key,
+            "channel": self.channel,
+            "timestamp": self.timestamp,
+            "headers": self.headers,
+            "value": value,
+        }
+
+
+@dataclass(slots=True)
+class RuntimeContext:
+    """What the runtime hands each component in ``start``."""
+
+    pipeline: str
+    component: str
+    log: logging.Logger
+    datastore: Datastore | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Where messages come from.
+
+    Lifecycle: ``start(ctx)`` (optional) connects; ``read()`` returns the next message,
+    waiting for one if none is ready, or ``None`` once a finite source is exhausted (the
+    pipeline then drains and stops); ``ack(msg)`` says the message is done and must not be
+    delivered again; ``nack(msg, error)`` says it was not processed, and a source that can
+    redeliver should; ``close()`` (optional) releases connections and must be safe to call
+    twice. An optional ``read_batch(max_messages)`` returns up to that many ready messages
+    (at least one, or an empty list once exhausted) and is used when present.
+
+    Class attribute ``guarantees`` lists what the source can give: ``at_least_once`` needs
+    a source that redelivers what was never acked (after a restart, for durable sources).
+
+    Errors: raise ``SourceError`` for a failure worth retrying (the runtime backs off and
+    reads again); any other exception stops the pipeline with that error.
+    """
+
+    guarantees: ClassVar[frozenset[Guarantee]]
+
+    def read(self) -> Awaitable[Message | None] | Message | None: ...
+
+    def ack(self, message: Message) -> Awaitable[None] | None: ...
+
+    def nack(self, message: Message, error: BaseException) -> Awaitable[None] | None: ...
+
+
+ProcessorResult = Message | Iterable[Message] | None
+"""What ``Processor.process`` returns: one message, several, or ``None`` to drop it."""
+
+
+@runtime_checkable
+class Processor(Protocol):
+    """Transforms messages between a source and the sinks.
+
+    ``process(msg)`` returns a message, an iterable of messages (fan-out) or ``None`` (the
+    message is filtered out and acked). An optional ``process_batch(msgs)`` returns one
+    result per input, in order, and is used when present. Raising marks that one message
+    failed: it is retried per the pipeline's retry policy, then dead-lettered.
+    """
+
+    def process(self, message: Message) -> Awaitable[ProcessorResult] | ProcessorResult: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where messages go.
+
+    ``write(msgs)`` delivers a batch (one message when the sink or pipeline does not batch)
+    and returns only once the destination has confirmed every message in it. Raising means
+    none of the batch may be counted as delivered: the runtime retries the batch with
+    backoff, then writes its messages one at a time to find the failing one, which goes to
+    the dead-letter sink. A sink that writes part of a batch before failing will see those
+    messages again; that is the bounded duplication at_least_once allows.
+
+    Class attributes: ``guarantees`` lists what the sink can give (``exactly_once`` needs an
+    idempotent or transactional write); ``max_batch_size`` (optional) caps batches.
+    ``start(ctx)`` and ``close()`` are optional; ``close`` flushes and must be idempotent.
+    """
+
+    guarantees: ClassVar[frozenset[Guarantee]]
+
+    def write(self, messages: list[Message]) -> Awaitable[None] | None: ...
+

@@ -1,0 +1,10 @@
+"""Running pipelines: bounded buffers, ack/nack, retries, dead letters, guarantees, drain."""
+
+from __future__ import annotations
+
+from onto_core.runtime._calls import as_async, maybe_await
+from onto_core.runtime._metrics import PipelineMetrics
+from onto_core.runtime._pipeline import PipelineRunner
+from onto_core.runtime._runtime import Runtime, run
+
+__all__ = ["PipelineMetrics", "PipelineRunner", "Runtime", "as_async", "maybe_await", "run"]

@@ -1,0 +1,352 @@
+"""One running pipeline: a reader filling a bounded buffer, a worker emptying it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from onto_core.config import ComponentSpec, PipelineConfig
+from onto_core.errors import ComponentError, SourceError
+from onto_core.models.datastore import Datastore
+from onto_core.protocols import Guarantee, Message, RuntimeContext
+from onto_core.runtime._buffer import MessageBuffer
+from onto_core.runtime._calls import as_async, optional_method
+from onto_core.runtime._metrics import PipelineMetrics
+
+__all__ = ["PipelineRunner"]
+
+log = logging.getLogger("onto.runtime")
+
+# Headers a dead letter carries, so whoever reads the dead-letter sink knows what happened.
+ERROR_HEADER = "onto-error"
+STAGE_HEADER = "onto-stage"
+PIPELINE_HEADER = "onto-pipeline"
+ATTEMPTS_HEADER = "onto-attempts"
+SOURCE_ID_HEADER = "onto-source-id"
+
+
+@dataclass
+class _Item:
+    """One message read from the source, and what became of it."""
+
+    message: Message
+    read_at: float
+    outputs: list[Message] = field(default_factory=list)
+    failed: BaseException | None = None  # set when it could not be delivered nor dead-lettered
+    dead: bool = False
+
+
+@dataclass
+class _Component:
+    spec: ComponentSpec
+    instance: Any
+    label: str
+
+
+def _as_list(result: Any) -> list[Message]:
+    if result is None:
+        return []
+    if isinstance(result, Message):
+        return [result]
+    if isinstance(result, Iterable):
+        return list(result)
+    raise TypeError(f"expected a Message, an iterable of messages or None, got {result!r}")
+
+
+class PipelineRunner:
+    """Runs one pipeline until its source is exhausted or ``stop()`` is called."""
+
+    def __init__(self, config: PipelineConfig, datastore: Datastore | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.datastore = datastore
+        self.metrics = PipelineMetrics(config.name)
+        self.buffer = MessageBuffer(config.buffer)
+        self.log = logging.getLogger(f"onto.pipeline.{config.name}")
+        self.source = self._build(config.source, "source")
+        self.processors = [
+            self._build(spec, f"processors[{i}]") for i, spec in enumerate(config.processors)
+        ]
+        self.sinks = [self._build(spec, f"sinks[{i}]") for i, spec in enumerate(config.sinks)]
+        self.dead_letter = (
+            self._build(config.dead_letter, "dead_letter") if config.dead_letter else None
+        )
+        self._ack = as_async(self.source.instance.ack)
+        self._nack = as_async(self.source.instance.nack)
+        self._stopping = False
+        self._reader: asyncio.Task[None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        # Retries are skipped at most once: a retried write could land twice.
+        self._attempts = (
+            1 if config.guarantee is Guarantee.AT_MOST_ONCE else config.retry.max_attempts
+        )
+
+    def _build(self, spec: ComponentSpec, where: str) -> _Component:
+        return _Component(spec, spec.build(), f"{where} ({spec.type})")
+
+    def _components(self) -> list[_Component]:
+        extra = [self.dead_letter] if self.dead_letter else []
+        return [*extra, *self.sinks, *self.processors, self.source]
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start sinks first and the source last, so nothing is read before it can go out."""
+        for component in self._components():
+            start = optional_method(component.instance, "start")
+            if start is None:
+                continue
+            ctx = RuntimeContext(
+                pipeline=self.name,
+                component=component.label,
+                log=logging.getLogger(f"onto.pipeline.{self.name}.{component.spec.type}"),
+                datastore=self.datastore,
+            )
+            try:
+                await start(ctx)
+            except Exception as exc:
+                raise ComponentError(
+                    f"{component.spec.kind} {component.spec.type!r} failed to start: {exc}",
+                    pipeline=self.name,
+                    component=component.label,
+                ) from exc
+
+    async def close(self) -> None:
+        """Close every component, source first; errors are logged, never raised."""
+        for component in reversed(self._components()):
+            close = optional_method(component.instance, "close")
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:
+                self.log.exception("closing %s failed", component.label)
+
+    async def run(self) -> None:
+        """Read, process and deliver until the source is exhausted or ``stop`` drains it."""
+        reader = self._reader = asyncio.create_task(self._read_loop(), name=f"{self.name}-read")
+        worker = self._worker = asyncio.create_task(self._work_loop(), name=f"{self.name}-work")
+        try:
+            # The worker ends once the reader has closed the buffer and it is drained.
+            await worker
+        except asyncio.CancelledError:
+            reader.cancel()
+            if not self._stopping:
+                raise
+        except BaseException:
+            reader.cancel()
+            raise
+        finally:
+            self.metrics.buffer_high_water = self.buffer.high_water
+        await asyncio.gather(reader, return_exceptions=True)
+        if not reader.cancelled() and reader.exception() is not None:
+            raise reader.exception()  # type: ignore[misc]
+
+    async def stop(self, timeout: float) -> bool:
+        """Stop reading, finish what is buffered within ``timeout`` s; False if cut short.
+
+        Messages not finished in time are neither acked nor nacked: a durable source
+        delivers them again after a restart.
+        """
+        self._stopping = True
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+        await self.buffer.close()
+        if self._worker is None:
+            return True
+        done, _ = await asyncio.wait({self._worker}, timeout=timeout)
+        if done:
+            return True
+        self._worker.cancel()
+        await asyncio.gather(self._worker, return_exceptions=True)
+        return False
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        source = self.source.instance
+        read_batch = optional_method(source, "read_batch")
+        read_one = as_async(source.read)
+        attempt = 0
+        try:
+            while True:
+                room = await self.buffer.wait_for_space()
+                try:
+                    if read_batch is not None:
+                        batch = list(await read_batch(min(room, self.config.batch.size)))
+                    else:
+                        one = await read_one()
+                        batch = [] if one is None else [one]
+                except SourceError as exc:
+                    attempt += 1
+                    self.metrics.failed += 1
+                    delay = self.config.retry.backoff(attempt)
+                    self.log.warning("reading failed, retrying in %.2fs: %s", delay, exc)
+                    await asyncio.sleep(delay)
+                    continue
+                attempt = 0
+                if not batch:
+                    return  # a finite source is exhausted
+                self.metrics.messages_in += len(batch)
+                if self.config.guarantee is Guarantee.AT_MOST_ONCE:
+                    for message in batch:
+                        await self._ack(message)
+                    self.metrics.acked += len(batch)
+                await self.buffer.put(batch)
+        finally:
+            await self.buffer.close()
+
+    # --- processing and delivery --------------------------------------------------------
+
+    async def _work_loop(self) -> None:
+        linger = self.config.batch.linger_ms / 1000
+        while True:
+            taken = await self.buffer.take(self.config.batch.size, linger)
+            if taken is None:
+                return
+            items = [_Item(message, read_at) for message, read_at in taken]
+            await self._handle(items)
+
+    async def _handle(self, items: list[_Item]) -> None:
+        current = [(item, item.message) for item in items]
+        for processor in self.processors:
+            current = await self._process(processor, current)
+        for item, out in current:
+            item.outputs.append(out)
+        await asyncio.gather(*(self._deliver(sink, items) for sink in self.sinks))
+        await self._settle(items)
+
+    async def _process(
+        self, processor: _Component, entries: list[tuple[_Item, Message]]
+    ) -> list[tuple[_Item, Message]]:
+        entries = [(item, msg) for item, msg in entries if not (item.dead or item.failed)]
+        instance = processor.instance
+        batch_fn = optional_method(instance, "process_batch")
+        results: list[Any] | None = None
+        if batch_fn is not None:
+            try:
+                results = list(await batch_fn([msg for _, msg in entries]))
+                if len(results) != len(entries):
+                    raise TypeError(
+                        f"process_batch returned {len(results)} results for {len(entries)} "
+                        "messages"
+                    )
+            except Exception:
+                results = None  # find the failing message by processing one at a time
+                self.metrics.failed += 1
+        out: list[tuple[_Item, Message]] = []
+        one = as_async(instance.process)
+        for index, (item, msg) in enumerate(entries):
+            if results is not None:
+                produced = _as_list(results[index])
+            else:
+                produced_or_none = await self._attempt(
+                    lambda m=msg: one(m), msg, f"{processor.label}"
+                )
+                if produced_or_none is None:
+                    await self._dead_letter(item, msg, processor.label)
+                    continue
+                produced = _as_list(produced_or_none[0])
+            out.extend((item, p) for p in produced)
+        return out
+
+    async def _attempt(
+        self, call: Callable[[], Awaitable[Any]], message: Message, stage: str
+    ) -> tuple[Any] | None:
+        """Run ``call`` with retries; ``(result,)`` on success, ``None`` after the last failure.
+
+        The last error is kept in ``message.headers`` for the dead letter.
+        """
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return (await call(),)
+            except Exception as exc:
+                self.metrics.failed += 1
+                message.headers[ERROR_HEADER] = f"{type(exc).__name__}: {exc}"
+                message.headers[ATTEMPTS_HEADER] = str(attempt)
+                if attempt == self._attempts:
+                    self.log.error(
+                        "%s failed on message %s after %d attempt(s): %s",
+                        stage,
+                        message.id,
+                        attempt,
+                        exc,
+                    )
+                    return None
+                self.metrics.retried += 1
+                await asyncio.sleep(self.config.retry.backoff(attempt))
+        return None
+
+    async def _deliver(self, sink: _Component, items: list[_Item]) -> None:
+        entries = [(item, out) for item in items if not item.dead for out in item.outputs]
+        if not entries:
+            return
+        write = as_async(sink.instance.write)
+        cap = getattr(sink.instance, "max_batch_size", None) or len(entries)
+        for start in range(0, len(entries), cap):
+            chunk = entries[start : start + cap]
+            messages = [out for _, out in chunk]
+            if len(chunk) > 1:
+                try:
+                    await write(messages)
+                    self.metrics.messages_out += len(chunk)
+                    continue
+                except Exception as exc:
+                    self.metrics.failed += 1
+                    self.log.warning(
+                        "%s failed on a batch of %d, writing them one by one: %s",
+                        sink.label,
+                        len(chunk),
+                        exc,
+                    )
+            for item, out in chunk:
+                if await self._attempt(lambda o=out: write([o]), out, sink.label) is None:
+                    await self._dead_letter(item, out, sink.label)
+                else:
+                    self.metrics.messages_out += 1
+
+    async def _dead_letter(self, item: _Item, message: Message, stage: str) -> None:
+        """Hand ``message`` to the dead-letter sink; without one, the item is nacked later."""
+        error = message.headers.get(ERROR_HEADER, "unknown error")
+        if self.dead_letter is None:
+            item.failed = ComponentError(error, pipeline=self.name, component=stage)
+            return
+        letter = message.derive(
+            message.value,
+            id=message.id,
+            headers={
+                **message.headers,
+                STAGE_HEADER: stage,
+                PIPELINE_HEADER: self.name,
+                SOURCE_ID_HEADER: item.message.id,
+            },
+        )
+        write = as_async(self.dead_letter.instance.write)
+        if await self._attempt(lambda: write([letter]), letter, "dead_letter") is None:
+            item.failed = ComponentError(
+                f"{error}; the dead-letter sink failed too",
+                pipeline=self.name,
+                component=stage,
+                message_id=message.id,
+            )
+            return
+        item.dead = True
+        self.metrics.dead_lettered += 1
+
+    async def _settle(self, items: list[_Item]) -> None:
+        now = time.monotonic()
+        at_most_once = self.config.guarantee is Guarantee.AT_MOST_ONCE
+        for item in items:
+            self.metrics.observe_latency(now - item.read_at)
+            if at_most_once:
+                continue  # acked when read
+            if item.failed is not None:
+                await self._nack(item.message, item.failed)
+                self.metrics.nacked += 1
+            else:
+                await self._ack(item.message)
+                self.metrics.acked += 1

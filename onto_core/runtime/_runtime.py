@@ -1,0 +1,184 @@
+"""Running every pipeline of a config in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+from onto_core.config import ComponentSpec, OntoConfig
+from onto_core.errors import DatastoreError, OntoError, ShutdownTimeout
+from onto_core.models.datastore import Datastore
+from onto_core.plugins import get_component
+from onto_core.runtime._calls import as_async
+from onto_core.runtime._pipeline import PipelineRunner
+
+__all__ = ["Runtime", "run"]
+
+log = logging.getLogger("onto.runtime")
+
+
+def _default_datastore() -> Datastore:
+    info = get_component("datastore", "sqlite")
+    return info.cls(info.config_model())  # type: ignore[no-any-return]
+
+
+class Runtime:
+    """Runs a config's pipelines concurrently until each finishes or ``stop`` is called.
+
+    The datastore is opened before any pipeline starts and closed after all have stopped.
+    When the config names none but a component needs one, the embedded sqlite store
+    (``./onto.db``) is used. On SIGINT/SIGTERM (when ``handle_signals``), reading stops and
+    each pipeline gets ``runtime.drain_timeout`` seconds to finish what it holds; a second
+    signal stops at once.
+    """
+
+    def __init__(self, config: OntoConfig, datastore: Datastore | None = None) -> None:
+        self.config = config
+        self.datastore = datastore
+        self.runners: dict[str, PipelineRunner] = {}
+        self._stopping: asyncio.Task[bool] | None = None
+
+    def _needs_datastore(self) -> bool:
+        specs: list[ComponentSpec] = []
+        for p in self.config.pipelines.values():
+            specs += [p.source, *p.processors, *p.sinks]
+        return any(getattr(s.info.cls, "needs_datastore", False) for s in specs)
+
+    def _open_datastore(self) -> Datastore | None:
+        if self.datastore is None:
+            spec = self.config.datastore
+            if spec is not None:
+                self.datastore = spec.build()
+            elif self._needs_datastore():
+                self.datastore = _default_datastore()
+        if self.datastore is not None:
+            try:
+                self.datastore.open()
+            except OntoError:
+                raise
+            except Exception as exc:
+                raise DatastoreError(f"cannot open the datastore: {exc}") from exc
+        return self.datastore
+
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Each pipeline's counters and latency."""
+        snapshot = {}
+        for name, runner in self.runners.items():
+            runner.metrics.buffer_high_water = runner.buffer.high_water
+            snapshot[name] = runner.metrics.snapshot()
+        return snapshot
+
+    async def run(self, handle_signals: bool = False) -> None:
+        """Run every pipeline; returns when all are done. Raises the first pipeline error."""
+        datastore = await asyncio.to_thread(self._open_datastore)
+        try:
+            self.runners = {
+                name: PipelineRunner(p, datastore) for name, p in self.config.pipelines.items()
+            }
+            started: list[PipelineRunner] = []
+            try:
+                for runner in self.runners.values():
+                    started.append(runner)
+                    await runner.start()
+                with self._signals(handle_signals):
+                    await self._run_all()
+            finally:
+                for runner in started:
+                    await runner.close()
+        finally:
+            if datastore is not None:
+                await as_async(datastore.close)()
+            self._log_metrics()
+
+    async def _run_all(self) -> None:
+        tasks = {
+            asyncio.create_task(r.run(), name=f"pipeline-{n}"): n for n, r in self.runners.items()
+        }
+        stats = self.config.runtime.stats_interval
+        reporter = asyncio.create_task(self._report(stats)) if stats else None
+        try:
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    if task.cancelled():
+                        continue
+                    error = task.exception()
+                    if error is not None:
+                        log.error("pipeline %r failed: %s", tasks[task], error)
+                        await self.stop()
+                        for other in pending:
+                            other.cancel()
+                        await asyncio.gather(*pending, return_exceptions=True)
+                        if isinstance(error, OntoError) and error.pipeline is None:
+                            error.pipeline = tasks[task]
+                        raise error
+            if self._stopping is not None and not await self._stopping:
+                raise ShutdownTimeout(
+                    f"in-flight messages were not finished within "
+                    f"{self.config.runtime.drain_timeout}s; they will be delivered again"
+                )
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+
+    async def stop(self) -> bool:
+        """Stop reading and drain every pipeline; False if any was cut short."""
+        if self._stopping is None:
+            timeout = self.config.runtime.drain_timeout
+
+            async def drain() -> bool:
+                results = await asyncio.gather(*(r.stop(timeout) for r in self.runners.values()))
+                return all(results)
+
+            self._stopping = asyncio.create_task(drain())
+        return await self._stopping
+
+    @contextlib.contextmanager
+    def _signals(self, enabled: bool) -> Iterator[None]:
+        if not enabled:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        received = 0
+
+        def on_signal(signum: int) -> None:
+            nonlocal received
+            received += 1
+            if received == 1:
+                log.info("received %s, draining", signal.Signals(signum).name)
+                asyncio.ensure_future(self.stop())
+            else:
+                log.warning("received %s again, stopping now", signal.Signals(signum).name)
+                for task in asyncio.all_tasks(loop):
+                    if task.get_name().startswith("pipeline-"):
+                        task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    async def _report(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self._log_metrics()
+
+    def _log_metrics(self) -> None:
+        for name, figures in self.metrics().items():
+            log.info("metrics %s", json.dumps(figures), extra={"pipeline": name, "metrics": figures})
+
+
+def run(config: OntoConfig, handle_signals: bool = True) -> Runtime:
+    """Run ``config`` to completion in a new event loop; returns the finished runtime."""
+    runtime = Runtime(config)
+    asyncio.run(runtime.run(handle_signals=handle_signals))
+    return runtime
