@@ -35,7 +35,9 @@ __all__ = [
     "get_plugin_manager",
     "list_components",
     "list_plugins",
+    "register_plugin",
     "reset",
+    "unregister_plugin",
 ]
 
 ENTRY_POINT_GROUP = "onto"
@@ -272,3 +274,28 @@ def get_component(kind: ComponentKind, name: str) -> ComponentInfo:
     if hint:
         message += f" (did you mean {hint!r}?)"
     raise PluginError(message)
+
+
+def register_plugin(plugin: object, name: str | None = None) -> str:
+    """Register a plugin object (a module or instance with hook implementations) from code.
+
+    Its components become available at once, as if it had come through an entry point;
+    useful when embedding onto in an application, and in tests. Returns the plugin's name.
+    """
+    pm = _hub.load()
+    with _hub.lock:
+        registered = pm.register(plugin, name=name)
+        if registered is None:
+            raise PluginError(f"plugin {name or plugin!r} is already registered or blocked")
+        _hub._collect(pm, registered, plugin)
+        return registered
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with ``register_plugin`` and its components."""
+    pm = _hub.load()
+    with _hub.lock:
+        pm.unregister(name=name)
+        _hub.plugins.pop(name, None)
+        for key in [k for k, c in _hub.components.items() if c.plugin == name]:
+            del _hub.components[key]

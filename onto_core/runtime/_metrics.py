@@ -34,11 +34,14 @@ class PipelineMetrics:
     window: int = 2048
     _latencies: deque[float] = field(default_factory=deque, repr=False)
 
-    def observe_latency(self, seconds: float) -> None:
-        self._latencies.append(seconds)
-        if len(self._latencies) > self.window:
-            self._latencies.popleft()
-        self.latency_max = max(self.latency_max, seconds)
+    def __post_init__(self) -> None:
+        self._latencies = deque(maxlen=self.window)
+
+    def observe_latencies(self, seconds: list[float]) -> None:
+        """Record the read → done time of each message of a batch."""
+        if seconds:
+            self._latencies.extend(seconds)
+            self.latency_max = max(self.latency_max, max(seconds))
 
     def latency_quantile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1) of recent latencies, or ``None`` before any message."""

@@ -29,7 +29,7 @@ ATTEMPTS_HEADER = "onto-attempts"
 SOURCE_ID_HEADER = "onto-source-id"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     """One message read from the source, and what became of it."""
 
@@ -45,6 +45,11 @@ class _Component:
     spec: ComponentSpec
     instance: Any
     label: str
+
+
+def _record_error(message: Message, error: BaseException, attempt: int) -> None:
+    message.headers[ERROR_HEADER] = f"{type(error).__name__}: {error}"
+    message.headers[ATTEMPTS_HEADER] = str(attempt)
 
 
 def _as_list(result: Any) -> list[Message]:
@@ -242,7 +247,11 @@ class PipelineRunner:
         one = as_async(instance.process)
         for index, (item, msg) in enumerate(entries):
             if results is not None:
-                produced = _as_list(results[index])
+                result = results[index]
+                if type(result) is Message:  # the common case, kept cheap
+                    out.append((item, result))
+                    continue
+                produced = _as_list(result)
             else:
                 produced_or_none = await self._attempt(
                     lambda m=msg: one(m), msg, f"{processor.label}"
@@ -251,24 +260,30 @@ class PipelineRunner:
                     await self._dead_letter(item, msg, processor.label)
                     continue
                 produced = _as_list(produced_or_none[0])
-            out.extend((item, p) for p in produced)
+            for produced_message in produced:
+                out.append((item, produced_message))
         return out
 
     async def _attempt(
-        self, call: Callable[[], Awaitable[Any]], message: Message, stage: str
+        self,
+        call: Callable[[], Awaitable[Any]],
+        message: Message,
+        stage: str,
+        attempts: int | None = None,
     ) -> tuple[Any] | None:
-        """Run ``call`` with retries; ``(result,)`` on success, ``None`` after the last failure.
+        """Run ``call`` up to ``attempts`` times with backoff.
 
-        The last error is kept in ``message.headers`` for the dead letter.
+        Returns ``(result,)`` on success, ``None`` after the last failure, whose error is
+        kept in ``message.headers`` for the dead letter.
         """
-        for attempt in range(1, self._attempts + 1):
+        attempts = attempts or self._attempts
+        for attempt in range(1, attempts + 1):
             try:
                 return (await call(),)
             except Exception as exc:
                 self.metrics.failed += 1
-                message.headers[ERROR_HEADER] = f"{type(exc).__name__}: {exc}"
-                message.headers[ATTEMPTS_HEADER] = str(attempt)
-                if attempt == self._attempts:
+                _record_error(message, exc, attempt)
+                if attempt == attempts:
                     self.log.error(
                         "%s failed on message %s after %d attempt(s): %s",
                         stage,
@@ -282,6 +297,12 @@ class PipelineRunner:
         return None
 
     async def _deliver(self, sink: _Component, items: list[_Item]) -> None:
+        """Write every output to ``sink``: in batches, then one by one to isolate a failure.
+
+        A failed batch counts as each message's first attempt, so with retries a message
+        reaches one sink at most ``max(2, retry.max_attempts)`` times. At most once, a
+        failed batch is dead-lettered whole: writing any of it again could duplicate.
+        """
         entries = [(item, out) for item in items if not item.dead for out in item.outputs]
         if not entries:
             return
@@ -289,25 +310,29 @@ class PipelineRunner:
         cap = getattr(sink.instance, "max_batch_size", None) or len(entries)
         for start in range(0, len(entries), cap):
             chunk = entries[start : start + cap]
-            messages = [out for _, out in chunk]
-            if len(chunk) > 1:
+            attempts = self._attempts
+            if len(chunk) > 1 or attempts == 1:
                 try:
-                    await write(messages)
+                    await write([out for _, out in chunk])
                     self.metrics.messages_out += len(chunk)
                     continue
                 except Exception as exc:
                     self.metrics.failed += 1
                     self.log.warning(
-                        "%s failed on a batch of %d, writing them one by one: %s",
-                        sink.label,
-                        len(chunk),
-                        exc,
+                        "%s failed on a batch of %d: %s", sink.label, len(chunk), exc
                     )
+                    if attempts == 1:
+                        for item, out in chunk:
+                            _record_error(out, exc, 1)
+                            await self._dead_letter(item, out, sink.label)
+                        continue
+                    self.metrics.retried += 1
+                    attempts = max(1, attempts - 1)
             for item, out in chunk:
-                if await self._attempt(lambda o=out: write([o]), out, sink.label) is None:
-                    await self._dead_letter(item, out, sink.label)
-                else:
+                if await self._attempt(lambda o=out: write([o]), out, sink.label, attempts):
                     self.metrics.messages_out += 1
+                else:
+                    await self._dead_letter(item, out, sink.label)
 
     async def _dead_letter(self, item: _Item, message: Message, stage: str) -> None:
         """Hand ``message`` to the dead-letter sink; without one, the item is nacked later."""
@@ -340,8 +365,8 @@ class PipelineRunner:
     async def _settle(self, items: list[_Item]) -> None:
         now = time.monotonic()
         at_most_once = self.config.guarantee is Guarantee.AT_MOST_ONCE
+        self.metrics.observe_latencies([now - item.read_at for item in items])
         for item in items:
-            self.metrics.observe_latency(now - item.read_at)
             if at_most_once:
                 continue  # acked when read
             if item.failed is not None:

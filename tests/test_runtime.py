@@ -1,0 +1,413 @@
+"""The runtime's promises: delivery guarantees, retries, dead letters, backpressure, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from onto_core import plugins
+from onto_core.builtin.memory import channel, drop_channels
+from onto_core.config import parse_config
+from onto_core.errors import ShutdownTimeout, SourceError
+from onto_core.hookspecs import hookimpl
+from onto_core.protocols import Guarantee, Message
+from onto_core.runtime import Runtime
+
+BOTH = frozenset({Guarantee.AT_MOST_ONCE, Guarantee.AT_LEAST_ONCE})
+# Shared between the test and the components it configures, reset for every test.
+state: dict[str, Any] = {}
+
+
+class FlakySink:
+    """Records every value it is given, then fails the first ``fail_times`` writes."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = BOTH
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        fail_times: int = 0
+        poison: list[int] = []
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.calls = 0
+        state["flaky"] = self
+
+    async def write(self, messages: list[Message]) -> None:
+        self.calls += 1
+        state.setdefault("batches", []).append(len(messages))
+        poisoned = [m for m in messages if m.value["n"] in self.config.poison]
+        if poisoned:
+            raise ValueError(f"cannot store n={poisoned[0].value['n']}")
+        state.setdefault("written", []).extend(m.value["n"] for m in messages)
+        if self.calls <= self.config.fail_times:
+            # Fails after writing: the partial write at-least-once must tolerate.
+            raise ConnectionError(f"write {self.calls} timed out")
+
+
+class GatedSink:
+    """Blocks every write until the test lets one through (a sink as slow as we like)."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = BOTH
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config) -> None:
+        self.gate: asyncio.Semaphore = state["gate"]
+
+    async def write(self, messages: list[Message]) -> None:
+        await self.gate.acquire()
+        state.setdefault("written", []).extend(m.value["n"] for m in messages)
+
+
+class BlockingSink:
+    """A sync sink stuck on a threading.Event, as a blocking client library would be."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = BOTH
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config) -> None:
+        self.release: threading.Event = state["release"]
+
+    def write(self, messages: list[Message]) -> None:
+        self.release.wait(timeout=30)
+
+
+class PoisonProcessor:
+    """Doubles ``n``; raises on the values listed in ``poison``."""
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        poison: list[int] = []
+
+    def __init__(self, config: Config) -> None:
+        self.poison = config.poison
+
+    def process(self, message: Message) -> Message:
+        if message.value["n"] in self.poison:
+            raise KeyError(f"no such order {message.value['n']}")
+        return message.derive({"n": message.value["n"] * 2})
+
+
+class UnreliableSource:
+    """Emits ``count`` values, but the first ``fail_reads`` reads raise SourceError."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = BOTH
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        count: int = 3
+        fail_reads: int = 2
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.reads = 0
+        self.sent = 0
+
+    def read(self) -> Message | None:
+        self.reads += 1
+        if self.reads <= self.config.fail_reads:
+            raise SourceError("broker not reachable")
+        if self.sent == self.config.count:
+            return None
+        self.sent += 1
+        return Message({"n": self.sent})
+
+    def ack(self, message: Message) -> None:
+        pass
+
+    def nack(self, message: Message, error: BaseException) -> None:
+        pass
+
+
+class TestComponents:
+    @hookimpl
+    def register_components(self, register: plugins.ComponentRegistrar) -> None:
+        register.sink("flaky", FlakySink)
+        register.sink("gated", GatedSink)
+        register.sink("blocking", BlockingSink)
+        register.processor("poison", PoisonProcessor)
+        register.source("unreliable", UnreliableSource)
+
+
+@pytest.fixture(autouse=True)
+def components() -> Iterator[None]:
+    state.clear()
+    drop_channels()
+    name = plugins.register_plugin(TestComponents(), name="runtime-tests")
+    yield
+    plugins.unregister_plugin(name)
+
+
+def run(yaml_text: str, timeout: float = 20) -> Runtime:
+    runtime = Runtime(parse_config(yaml_text, "test.yaml"))
+    asyncio.run(asyncio.wait_for(runtime.run(), timeout))
+    return runtime
+
+
+def values(count: int) -> str:
+    return "[" + ", ".join(f"{{n: {i}}}" for i in range(count)) + "]"
+
+
+def test_sink_failing_then_succeeding_loses_nothing_and_duplicates_stay_bounded() -> None:
+    runtime = run(f"""
+pipelines:
+  orders:
+    source: {{type: memory, messages: {values(40)}}}
+    sinks: [{{type: flaky, fail_times: 3}}]
+    batch: {{size: 8}}
+    retry: {{max_attempts: 4, initial_backoff: 0.001}}
+""")
+    written = Counter(state["written"])
+    assert set(written) == set(range(40))
+    assert max(written.values()) <= 4  # never more often than the attempts allowed
+    assert sum(written.values()) > 40  # the failed partial writes did duplicate
+    figures = runtime.metrics()["orders"]
+    assert figures["acked"] == 40
+    assert figures["dead_lettered"] == 0
+    assert figures["retried"] >= 3
+
+
+def test_permanently_failing_message_is_dead_lettered_and_later_messages_flow() -> None:
+    runtime = run(f"""
+pipelines:
+  orders:
+    source: {{type: memory, messages: {values(10)}}}
+    sinks: [{{type: flaky, poison: [3]}}]
+    dead_letter: {{type: memory, channel: dead}}
+    batch: {{size: 4}}
+    retry: {{max_attempts: 3, initial_backoff: 0.001}}
+""")
+    assert state["written"] == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    [letter] = channel("dead").messages
+    assert letter.value == {"n": 3}
+    assert letter.headers["onto-error"] == "ValueError: cannot store n=3"
+    assert letter.headers["onto-stage"] == "sinks[0] (flaky)"
+    assert letter.headers["onto-pipeline"] == "orders"
+    assert letter.headers["onto-attempts"] == "2"  # the batch write, then 2 alone
+    figures = runtime.metrics()["orders"]
+    assert (figures["acked"], figures["nacked"], figures["dead_lettered"]) == (10, 0, 1)
+
+
+def test_processor_error_is_dead_lettered_with_the_message_id() -> None:
+    runtime = run(f"""
+pipelines:
+  orders:
+    source: {{type: memory, messages: {values(5)}}}
+    processors: [{{type: poison, poison: [1]}}]
+    sinks: [{{type: memory, channel: out}}]
+    dead_letter: {{type: memory, channel: dead}}
+    retry: {{max_attempts: 2, initial_backoff: 0}}
+""")
+    assert channel("out").values() == [{"n": 0}, {"n": 4}, {"n": 6}, {"n": 8}]
+    [letter] = channel("dead").messages
+    assert letter.value == {"n": 1}
+    assert letter.headers["onto-error"] == "KeyError: 'no such order 1'"
+    assert letter.headers["onto-stage"] == "processors[0] (poison)"
+    assert letter.headers["onto-source-id"] == letter.id
+    assert runtime.metrics()["orders"]["acked"] == 5
+
+
+def test_without_dead_letter_sink_a_failed_message_is_nacked_not_acked() -> None:
+    runtime = run(f"""
+pipelines:
+  orders:
+    source: {{type: memory, messages: {values(4)}, redeliver: false}}
+    processors: [{{type: poison, poison: [2]}}]
+    sinks: [{{type: memory, channel: out}}]
+    retry: {{max_attempts: 1}}
+""")
+    source_channel = runtime.runners["orders"].source.instance.channel
+    assert [m.value for m in source_channel.acked] == [{"n": 0}, {"n": 1}, {"n": 3}]
+    [(nacked, error)] = source_channel.nacked
+    assert nacked.value == {"n": 2}
+    assert "no such order 2" in str(error)
+
+
+def test_at_most_once_acks_on_receipt_and_never_writes_twice() -> None:
+    runtime = run(f"""
+pipelines:
+  orders:
+    source: {{type: memory, messages: {values(6)}}}
+    sinks: [{{type: flaky, fail_times: 1}}]
+    dead_letter: {{type: memory, channel: dead}}
+    guarantee: at_most_once
+    batch: {{size: 3}}
+""")
+    assert Counter(state["written"]) == Counter(range(6))  # each once, none retried
+    assert len(channel("dead").messages) == 3  # the batch whose write failed
+    figures = runtime.metrics()["orders"]
+    assert (figures["acked"], figures["retried"]) == (6, 0)
+
+
+def test_fan_out_delivers_every_message_to_every_sink() -> None:
+    run(f"""
+pipelines:
+  orders:
+    source: {{type: memory, messages: {values(25)}}}
+    sinks: [{{type: memory, channel: a}}, {{type: memory, channel: b}}]
+    batch: {{size: 10}}
+""")
+    assert channel("a").values() == channel("b").values() == [{"n": i} for i in range(25)]
+
+
+def test_batches_never_exceed_the_configured_size() -> None:
+    run(f"""
+pipelines:
+  orders:
+    source: {{type: memory, messages: {values(50)}}}
+    sinks: [{{type: flaky}}]
+    batch: {{size: 7, linger_ms: 50}}
+""")
+    assert sum(state["batches"]) == 50
+    assert max(state["batches"]) == 7
+
+
+def test_source_errors_are_retried_with_backoff() -> None:
+    runtime = run("""
+pipelines:
+  feed:
+    source: {type: unreliable, count: 3, fail_reads: 2}
+    sinks: [{type: memory, channel: out}]
+    retry: {initial_backoff: 0.001}
+""")
+    assert channel("out").values() == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert runtime.metrics()["feed"]["failed"] == 2
+
+
+def test_slow_sink_never_lets_the_buffer_grow_past_its_bound() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        state["gate"] = gate = asyncio.Semaphore(0)
+        runtime = Runtime(
+            parse_config("""
+pipelines:
+  firehose:
+    source: {type: generate, count: null}
+    sinks: [{type: gated}]
+    buffer: 50
+    batch: {size: 10}
+""")
+        )
+        task = asyncio.create_task(runtime.run())
+        runner = await _wait_for_runner(runtime, "firehose")
+        in_flight = []
+        for _ in range(30):  # let writes through one at a time, checking the bound each time
+            await _until(lambda: runner.metrics.messages_in - len(state.get("written", [])) >= 60)
+            in_flight.append(runner.metrics.messages_in - len(state.get("written", [])))
+            gate.release()
+        await runtime.stop()
+        for _ in range(100):
+            gate.release()
+        await asyncio.wait_for(task, 10)
+        return in_flight, runner.buffer.high_water
+
+    in_flight, high_water = asyncio.run(asyncio.wait_for(scenario(), 30))
+    # Read but not yet written: at most the buffer (50) plus the batch in the sink (10).
+    assert set(in_flight) == {60}
+    assert high_water == 50
+
+
+def test_blocking_sync_sink_does_not_stall_other_pipelines() -> None:
+    state["release"] = release = threading.Event()
+
+    async def scenario() -> None:
+        runtime = Runtime(
+            parse_config(f"""
+pipelines:
+  stuck:
+    source: {{type: memory, messages: {values(3)}}}
+    sinks: [{{type: blocking}}]
+  flowing:
+    source: {{type: memory, messages: {values(100)}}}
+    sinks: [{{type: memory, channel: out}}]
+""")
+        )
+        task = asyncio.create_task(runtime.run())
+        await _until(lambda: len(channel("out").messages) == 100)
+        release.set()
+        await asyncio.wait_for(task, 10)
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 20))
+    finally:
+        release.set()
+    assert len(channel("out").messages) == 100
+
+
+def test_stop_drains_in_flight_messages_and_acks_them() -> None:
+    async def scenario() -> Runtime:
+        state["gate"] = gate = asyncio.Semaphore(0)
+        runtime = Runtime(
+            parse_config("""
+pipelines:
+  firehose:
+    source: {type: generate, count: null}
+    sinks: [{type: gated}]
+    buffer: 20
+    batch: {size: 5}
+""")
+        )
+        task = asyncio.create_task(runtime.run())
+        runner = await _wait_for_runner(runtime, "firehose")
+        await _until(lambda: runner.metrics.messages_in == 25)
+        stopping = asyncio.create_task(runtime.stop())
+        for _ in range(100):
+            gate.release()
+        assert await asyncio.wait_for(stopping, 10)
+        await asyncio.wait_for(task, 10)
+        return runtime
+
+    runtime = asyncio.run(asyncio.wait_for(scenario(), 30))
+    figures = runtime.metrics()["firehose"]
+    assert figures["in"] == figures["acked"] == len(state["written"]) == 25
+
+
+def test_drain_timeout_leaves_unfinished_messages_unacked() -> None:
+    async def scenario() -> tuple[Runtime, BaseException | None]:
+        state["gate"] = asyncio.Semaphore(0)  # never opens: the sink hangs
+        runtime = Runtime(
+            parse_config("""
+pipelines:
+  firehose:
+    source: {type: generate, count: null}
+    sinks: [{type: gated}]
+    buffer: 10
+    batch: {size: 5}
+runtime: {drain_timeout: 0.2}
+""")
+        )
+        task = asyncio.create_task(runtime.run())
+        runner = await _wait_for_runner(runtime, "firehose")
+        await _until(lambda: runner.metrics.messages_in == 15)
+        assert not await runtime.stop()
+        try:
+            await asyncio.wait_for(task, 10)
+        except ShutdownTimeout as exc:
+            return runtime, exc
+        return runtime, None
+
+    runtime, error = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert isinstance(error, ShutdownTimeout)
+    assert "not finished within 0.2s" in str(error)
+    assert runtime.metrics()["firehose"]["acked"] == 0
+
+
+async def _until(condition: Any, timeout: float = 10) -> None:
+    """Wait for ``condition()`` to hold, checking on every turn of the event loop."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+async def _wait_for_runner(runtime: Runtime, name: str) -> Any:
+    await _until(lambda: name in runtime.runners)
+    return runtime.runners[name]
