@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -193,6 +194,10 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 def main() -> None:
     """Entry point of the ``onto`` script."""
+    # Like ``python -m``: modules named in a config ("pkg.mod:fn") are found from the
+    # directory onto runs in.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     cli(prog_name="onto")
 
 
