@@ -1,7 +1,335 @@
-"""Placeholder: replaced by the sqlite datastore."""
+"""The ``sqlite`` datastore: documents and their change feed in one embedded database file.
+
+Several processes may share the file: one writes while another reads the feed. The file
+runs in WAL mode, so readers never block the writer, and every committed write survives
+the process being killed. Each ``set`` or ``delete`` writes the document and appends its
+change in one transaction, so the feed never misses or invents a write.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from onto_core.errors import DatastoreError
+from onto_core.models.datastore import Change, ChangeOp
+
+__all__ = ["SqliteDatastore"]
+
+log = logging.getLogger("onto.sqlite")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (collection, doc_id)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    data TEXT,
+    ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+"""
+
+ChangeListener = Callable[[Change], None]
+
 
 class SqliteDatastore:
-    """Embedded sqlite datastore (being written)."""
+    """Documents and a durable change feed in a sqlite file (no server needed).
+
+    Methods are thread-safe: one connection is shared behind a lock. Calling any method
+    other than ``open``/``close`` on a store that is not open raises ``DatastoreError``
+    rather than opening implicitly, so a missing ``open()`` shows up at once. Every
+    sqlite failure is raised as ``DatastoreError`` naming the file.
+
+    Beyond the ``Datastore`` protocol, so a reader of the feed need not poll for writes
+    made in this process: ``watch(listener)`` calls ``listener(change)`` after each
+    commit, and ``wait_for_changes(after, timeout)`` blocks until one. Writes from other
+    processes are only found by reading ``changes()`` again. ``last_seq()`` is the
+    newest sequence number in the feed.
+    """
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        path: Path = Field(
+            Path("onto.db"), description="Database file; created with its folders if missing."
+        )
+        busy_timeout: float = Field(
+            5.0,
+            gt=0,
+            description="Seconds to wait for another process's write lock before failing.",
+        )
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.path = config.path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified on every write here
+        self._listeners: list[ChangeListener] = []
+
+    def __repr__(self) -> str:
+        return f"SqliteDatastore({str(self.path)!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the file, its folders and tables if missing, and connect (idempotent)."""
+        with self._lock:
+            if self._conn is not None:
+                return
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatastoreError(f"cannot create the folder for {self.path}: {exc}") from exc
+            try:
+                # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self.config.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as exc:
+                raise DatastoreError(f"cannot open sqlite datastore at {self.path}: {exc}") from exc
+            try:
+                self._prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            # In WAL mode NORMAL still keeps every commit across a process crash.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise DatastoreError(f"cannot open sqlite datastore at {self.path}: {exc}") from exc
+        if str(mode).lower() != "wal":
+            raise DatastoreError(
+                f"sqlite datastore at {self.path} cannot use WAL journal mode (got {mode!r});"
+                " put the file on a local disk"
+            )
+
+    def close(self) -> None:
+        """Close the connection (idempotent); committed writes are already on disk."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._changed.notify_all()
+
+    @contextmanager
+    def _connection(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """The open connection, held under the lock; sqlite errors become DatastoreError."""
+        with self._lock:
+            if self._conn is None:
+                raise DatastoreError(
+                    f"sqlite datastore at {self.path} is not open; call open() first"
+                )
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise DatastoreError(
+                    f"sqlite datastore at {self.path}: {doing} failed: {exc}"
+                ) from exc
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front: a deferred read-then-write transaction
+        # fails at once (no busy wait) when another process wrote in between.
+        with self._connection(doing) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # Some errors already rolled back; a second ROLLBACK would hide them.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # -- documents ---------------------------------------------------------------------
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        """The document, or ``None`` if it does not exist."""
+        with self._connection(f"reading {collection}/{doc_id}") as conn:
+            row = conn.execute(
+                "SELECT data FROM documents WHERE collection = ? AND doc_id = ?",
+                (collection, doc_id),
+            ).fetchone()
+        return None if row is None else _decode(row[0])
+
+    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
+        """Create or replace the document and record a ``create``/``update`` change."""
+        text = _encode(data, collection, doc_id)
+        now = time.time()
+        with self._transaction(f"writing {collection}/{doc_id}") as conn:
+            (version,) = conn.execute(
+                "INSERT INTO documents (collection, doc_id, data, version, updated)"
+                " VALUES (?, ?, ?, 1, ?)"
+                " ON CONFLICT (collection, doc_id) DO UPDATE SET"
+                " data = excluded.data, version = version + 1, updated = excluded.updated"
+                " RETURNING version",
+                (collection, doc_id, text, now),
+            ).fetchone()
+            op = ChangeOp.CREATE if version == 1 else ChangeOp.UPDATE
+            seq = self._append_change(conn, collection, doc_id, op, text, now)
+        self._notify(seq, collection, doc_id, op, text, now)
+
+    def delete(self, collection: str, doc_id: str) -> None:
+        """Remove the document and record a ``delete`` change; a missing one is a no-op."""
+        now = time.time()
+        with self._transaction(f"deleting {collection}/{doc_id}") as conn:
+            deleted = conn.execute(
+                "DELETE FROM documents WHERE collection = ? AND doc_id = ?",
+                (collection, doc_id),
+            ).rowcount
+            if not deleted:
+                return
+            seq = self._append_change(conn, collection, doc_id, ChangeOp.DELETE, None, now)
+        self._notify(seq, collection, doc_id, ChangeOp.DELETE, None, now)
+
+    @staticmethod
+    def _append_change(
+        conn: sqlite3.Connection,
+        collection: str,
+        doc_id: str,
+        op: ChangeOp,
+        text: str | None,
+        now: float,
+    ) -> int:
+        cursor = conn.execute(
+            "INSERT INTO changes (collection, doc_id, op, data, ts) VALUES (?, ?, ?, ?, ?)",
+            (collection, doc_id, op.value, text, now),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    # -- change feed -------------------------------------------------------------------
+
+    def changes(
+        self, after: int = 0, limit: int = 1000, collections: Sequence[str] | None = None
+    ) -> list[Change]:
+        """Up to ``limit`` changes with ``seq > after``, oldest first, optionally filtered."""
+        sql = "SELECT seq, collection, doc_id, op, data, ts FROM changes WHERE seq > ?"
+        params: list[Any] = [after]
+        if collections is not None:
+            if not collections:
+                return []
+            sql += f" AND collection IN ({', '.join('?' * len(collections))})"
+            params.extend(collections)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        with self._connection("reading the change feed") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [
+            Change(seq, coll, doc_id, ChangeOp(op), None if data is None else _decode(data), ts)
+            for seq, coll, doc_id, op, data, ts in rows
+        ]
+
+    def last_seq(self) -> int:
+        """The newest sequence number in the feed, ``0`` when it is empty."""
+        with self._connection("reading the change feed") as conn:
+            return _last_seq(conn)
+
+    def wait_for_changes(self, after: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a change with ``seq > after``; whether one came.
+
+        A write committed by this process ends the wait at once; another process's
+        writes are seen when the wait begins and when it ends.
+        """
+        deadline = time.monotonic() + timeout
+        with self._connection("waiting for changes") as conn:
+            while _last_seq(conn) <= after:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)  # releases the lock, so writers can proceed
+                if self._conn is not conn:
+                    raise DatastoreError(f"sqlite datastore at {self.path} was closed")
+            return True
+
+    def load_cursor(self, name: str) -> int:
+        """The position saved under ``name``, ``0`` if none was saved."""
+        with self._connection(f"loading cursor {name!r}") as conn:
+            row = conn.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def save_cursor(self, name: str, seq: int) -> None:
+        """Persist ``seq`` as the position of reader ``name`` (replacing the previous one)."""
+        with self._connection(f"saving cursor {name!r}") as conn:
+            conn.execute(
+                "INSERT INTO cursors (name, seq) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                (name, seq),
+            )
+
+    def watch(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call ``listener(change)`` after every write this process commits.
+
+        The listener runs in the writer's thread and must return quickly; an exception
+        from it is logged and never fails the write. Returns a function that stops it.
+        """
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unwatch() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unwatch
+
+    def _notify(
+        self, seq: int, collection: str, doc_id: str, op: ChangeOp, text: str | None, now: float
+    ) -> None:
+        with self._lock:
+            self._changed.notify_all()
+            listeners = list(self._listeners)
+        if not listeners:
+            return
+        change = Change(seq, collection, doc_id, op, None if text is None else _decode(text), now)
+        for listener in listeners:
+            try:
+                listener(change)
+            except Exception:
+                log.exception("change listener %r failed on seq %d", listener, change.seq)
+
+
+def _encode(data: dict[str, Any], collection: str, doc_id: str) -> str:
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise DatastoreError(
+            f"document {collection}/{doc_id} is not JSON-serializable: {exc}"
+        ) from exc
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT MAX(seq) FROM changes").fetchone()[0] or 0)
+
+
+def _decode(text: str) -> Any:
+    return json.loads(text)

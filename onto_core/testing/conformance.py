@@ -1,0 +1,538 @@
+"""Conformance suites a connector's tests subclass, supplying only a factory fixture.
+
+Each suite is a plain class of ``test_*`` methods; a subclass named ``Test...`` makes
+pytest collect them. Component methods may be sync or async: the suites call them the
+way the runtime does (coroutines awaited, plain functions in a worker thread), inside
+``asyncio.run``, so no asyncio pytest plugin is needed. Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar, overload
+
+import pytest
+
+from onto_core.models.datastore import ChangeOp, Datastore
+from onto_core.protocols import Guarantee, Message, RuntimeContext
+
+__all__ = [
+    "JSON_VALUES",
+    "DatastoreConformance",
+    "SinkConformance",
+    "SourceConformance",
+    "SourceHarness",
+    "call",
+    "run",
+]
+
+T = TypeVar("T")
+
+JSON_VALUES: list[Any] = [
+    "text",
+    "ünïcødé ✓ 日本語 🙂",
+    "",
+    0,
+    -7,
+    2**53,
+    1.5,
+    True,
+    False,
+    None,
+    {"nested": {"list": [1, "two", {"three": 3.5}], "empty": {}}},
+    [1, [2, [3]], []],
+]
+"""One value of every JSON kind, with unicode and nesting: what the suites write."""
+
+
+async def call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a component method as the runtime does: await coroutines, thread plain functions."""
+    # Imported on use: the pytest plugin loads this package in every test session.
+    from onto_core.runtime import as_async
+
+    return await as_async(fn)(*args)
+
+
+@overload
+def run(value: Awaitable[T]) -> T: ...
+
+
+@overload
+def run(value: T) -> T: ...
+
+
+def run(value: Any) -> Any:
+    """``value``, or the result of running it when it is awaitable (from sync code only).
+
+    For calling a possibly-async component method in a sync test: ``run(source.ack(m))``.
+    """
+    if not inspect.isawaitable(value):
+        return value
+
+    async def wait() -> Any:
+        return await value
+
+    return asyncio.run(wait())
+
+
+def _canonical(values: list[Any]) -> Counter[str]:
+    """Values as a multiset that tells 1, 1.0 and true apart and ignores order."""
+    return Counter(json.dumps(v, sort_keys=True) for v in values)
+
+
+def _context(component: object, datastore: Datastore | None = None) -> RuntimeContext:
+    return RuntimeContext(
+        pipeline="conformance",
+        component=type(component).__name__,
+        log=logging.getLogger("onto.testing"),
+        datastore=datastore,
+    )
+
+
+def _declared_guarantees(component: object) -> frozenset[Guarantee]:
+    declared = getattr(type(component), "guarantees", None)
+    assert isinstance(declared, frozenset), "class attribute `guarantees` must be a frozenset"
+    assert declared, "`guarantees` must name at least one Guarantee"
+    assert all(isinstance(g, Guarantee) for g in declared), declared
+    return declared
+
+
+async def _close(component: object) -> None:
+    close = getattr(component, "close", None)
+    if callable(close):
+        await call(close)
+
+
+@contextlib.asynccontextmanager
+async def _started(component: Any, datastore: Datastore | None = None) -> AsyncIterator[Any]:
+    start = getattr(component, "start", None)
+    if callable(start):
+        await call(start, _context(component, datastore))
+    try:
+        yield component
+    finally:
+        await _close(component)
+
+
+@dataclass
+class SourceHarness:
+    """What a ``source_factory`` fixture returns: sources over one shared body of data.
+
+    ``new_source()`` returns a new, not yet started source instance reading the same data
+    as every other instance from this harness, as a restarted process would.
+    ``write(values)`` appends JSON values to that data (sync or async); the suite calls it
+    after ``start``. ``datastore``, if set, is handed to ``start`` in the context.
+    """
+
+    new_source: Callable[[], Any]
+    write: Callable[[list[Any]], Any]
+    datastore: Datastore | None = None
+
+
+class SourceConformance:
+    """What every source must do. Subclass it and supply ``source_factory``::
+
+        class TestMemorySource(SourceConformance):
+            @pytest.fixture
+            def source_factory(self):
+                config = MemorySource.Config(channel="conformance")
+                write = lambda values: channel("conformance").put(*values)
+                return SourceHarness(new_source=lambda: MemorySource(config), write=write)
+
+    Set ``durable = True`` when unacked messages must survive a restart (the reopen
+    tests run only then). Override ``payload_of`` when the source wraps written values.
+    """
+
+    durable: ClassVar[bool] = False
+    timeout: ClassVar[float] = 10.0
+    sample_values: ClassVar[list[Any]] = JSON_VALUES
+
+    @pytest.fixture
+    def source_factory(self) -> SourceHarness:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define a source_factory fixture returning a SourceHarness"
+        )
+
+    def payload_of(self, message: Message) -> Any:
+        """The written value a message carries."""
+        return message.value
+
+    async def read_messages(self, source: Any, count: int) -> list[Message]:
+        """Exactly ``count`` messages, read in batches when the source offers it."""
+        got: list[Message] = []
+        read_batch = getattr(source, "read_batch", None)
+
+        async def fill() -> None:
+            while len(got) < count:
+                if callable(read_batch):
+                    batch = list(await call(read_batch, count - len(got)))
+                else:
+                    one = await call(source.read)
+                    batch = [] if one is None else [one]
+                assert batch, f"source ended after {len(got)} of {count} messages"
+                got.extend(batch)
+
+        try:
+            await asyncio.wait_for(fill(), self.timeout)
+        except TimeoutError:
+            pytest.fail(f"read {len(got)} of {count} messages within {self.timeout}s")
+        return got
+
+    def _require_durable(self) -> None:
+        if not self.durable:
+            pytest.skip("source is not durable: nothing survives a restart")
+
+    def test_declares_its_guarantees(self, source_factory: SourceHarness) -> None:
+        _declared_guarantees(source_factory.new_source())
+
+    def test_every_written_value_is_read(self, source_factory: SourceHarness) -> None:
+        async def scenario() -> None:
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                await call(source_factory.write, self.sample_values)
+                messages = await self.read_messages(source, len(self.sample_values))
+            assert _canonical([self.payload_of(m) for m in messages]) == _canonical(
+                self.sample_values
+            )
+
+        run(scenario())
+
+    def test_messages_have_unique_ids(self, source_factory: SourceHarness) -> None:
+        async def scenario() -> None:
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                await call(source_factory.write, list(range(10)))
+                messages = await self.read_messages(source, 10)
+            ids = [m.id for m in messages]
+            assert all(isinstance(i, str) and i for i in ids), ids
+            assert len(set(ids)) == len(ids), ids
+
+        run(scenario())
+
+    def test_messages_with_one_key_arrive_in_written_order(
+        self, source_factory: SourceHarness
+    ) -> None:
+        async def scenario() -> None:
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                await call(source_factory.write, list(range(30)))
+                messages = await self.read_messages(source, 30)
+            by_key: dict[str | None, list[Any]] = {}
+            for m in messages:
+                by_key.setdefault(m.key, []).append(self.payload_of(m))
+            for key, payloads in by_key.items():
+                assert payloads == sorted(payloads), f"key {key!r} out of order: {payloads}"
+
+        run(scenario())
+
+    def test_nacked_message_is_delivered_again(self, source_factory: SourceHarness) -> None:
+        async def scenario() -> None:
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                await call(source_factory.write, ["a", "b", "c"])
+                first, *rest = await self.read_messages(source, 3)
+                for m in rest:
+                    await call(source.ack, m)
+                await call(source.nack, first, RuntimeError("sink failed"))
+                (again,) = await self.read_messages(source, 1)
+                await call(source.ack, again)
+            assert self.payload_of(again) == self.payload_of(first)
+            assert again.id == first.id, "a redelivered message keeps its id"
+
+        run(scenario())
+
+    def test_close_twice_is_harmless(self, source_factory: SourceHarness) -> None:
+        async def scenario() -> None:
+            source = source_factory.new_source()
+            async with _started(source, source_factory.datastore):
+                await call(source_factory.write, ["x"])
+                await self.read_messages(source, 1)
+            await _close(source)
+
+        run(scenario())
+
+    def test_acked_messages_are_not_redelivered_after_reopen(
+        self, source_factory: SourceHarness
+    ) -> None:
+        self._require_durable()
+
+        async def scenario() -> None:
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                await call(source_factory.write, ["a", "b", "c"])
+                for m in await self.read_messages(source, 3):
+                    await call(source.ack, m)
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                await call(source_factory.write, ["after restart"])
+                (next_message,) = await self.read_messages(source, 1)
+            assert self.payload_of(next_message) == "after restart"
+
+        run(scenario())
+
+    def test_unacked_messages_are_redelivered_after_reopen(
+        self, source_factory: SourceHarness
+    ) -> None:
+        self._require_durable()
+
+        async def scenario() -> None:
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                await call(source_factory.write, ["a", "b", "c", "d"])
+                messages = await self.read_messages(source, 4)
+                acked, unacked = messages[:2], messages[2:]
+                for m in acked:
+                    await call(source.ack, m)
+            missing = {self.payload_of(m) for m in unacked}
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                seen = 0
+                while missing and seen < 10:
+                    (m,) = await self.read_messages(source, 1)
+                    missing.discard(self.payload_of(m))
+                    seen += 1
+            assert not missing, f"never redelivered after a restart: {sorted(missing)}"
+
+        run(scenario())
+
+
+class SinkConformance:
+    """What every sink must do. Subclass it and supply ``sink_factory``::
+
+        class TestMemorySink(SinkConformance):
+            @pytest.fixture
+            def sink_factory(self):
+                sink = MemorySink(MemorySink.Config(channel="out"))
+                return sink, channel("out").values
+
+    The fixture returns ``(sink, read_back)``: a new, not yet started sink and a function
+    (sync or async) returning the values its destination now holds. Set
+    ``keeps_history = False`` for sinks that keep only the latest value per key.
+    """
+
+    keeps_history: ClassVar[bool] = True
+    sample_values: ClassVar[list[Any]] = JSON_VALUES
+
+    @pytest.fixture
+    def sink_factory(self) -> tuple[Any, Callable[[], Any]]:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define a sink_factory fixture returning (sink, read_back)"
+        )
+
+    @staticmethod
+    def messages(values: list[Any], key: str | None = None) -> list[Message]:
+        """One message per value, each with its own key unless ``key`` is given."""
+        return [Message(v, key=key if key is not None else f"k{i}") for i, v in enumerate(values)]
+
+    def test_declares_its_guarantees(self, sink_factory: tuple[Any, Callable[[], Any]]) -> None:
+        _declared_guarantees(sink_factory[0])
+
+    def test_every_message_of_a_batch_arrives(
+        self, sink_factory: tuple[Any, Callable[[], Any]]
+    ) -> None:
+        sink, read_back = sink_factory
+        values = [{"n": n} for n in range(5)]
+
+        async def scenario() -> list[Any]:
+            async with _started(sink):
+                await call(sink.write, self.messages(values))
+                return list(await call(read_back))
+
+        assert _canonical(run(scenario())) == _canonical(values)
+
+    def test_empty_batch_is_accepted(self, sink_factory: tuple[Any, Callable[[], Any]]) -> None:
+        sink, read_back = sink_factory
+
+        async def scenario() -> list[Any]:
+            async with _started(sink):
+                await call(sink.write, [])
+                return list(await call(read_back))
+
+        assert run(scenario()) == []
+
+    def test_json_values_round_trip(self, sink_factory: tuple[Any, Callable[[], Any]]) -> None:
+        sink, read_back = sink_factory
+
+        async def scenario() -> list[Any]:
+            async with _started(sink):
+                await call(sink.write, self.messages(self.sample_values))
+                return list(await call(read_back))
+
+        assert _canonical(run(scenario())) == _canonical(self.sample_values)
+
+    def test_start_write_close_and_close_again(
+        self, sink_factory: tuple[Any, Callable[[], Any]]
+    ) -> None:
+        sink, read_back = sink_factory
+
+        async def scenario() -> list[Any]:
+            async with _started(sink):
+                await call(sink.write, self.messages(["before close"]))
+            await _close(sink)
+            return list(await call(read_back))
+
+        assert run(scenario()) == ["before close"]
+
+    def test_one_key_keeps_its_order_across_batches(
+        self, sink_factory: tuple[Any, Callable[[], Any]]
+    ) -> None:
+        sink, read_back = sink_factory
+        batches = [[{"n": n} for n in range(start, start + 1 + start % 3)] for start in range(20)]
+        written = [v for batch in batches for v in batch]
+
+        async def scenario() -> list[Any]:
+            async with _started(sink):
+                for batch in batches:
+                    await call(sink.write, self.messages(batch, key="one-key"))
+                return list(await call(read_back))
+
+        assert run(scenario()) == (written if self.keeps_history else written[-1:])
+
+
+class DatastoreConformance:
+    """What every datastore must do. Subclass it and supply ``datastore_factory``::
+
+        class TestSqliteDatastore(DatastoreConformance):
+            @pytest.fixture
+            def datastore_factory(self, tmp_path):
+                store = SqliteDatastore(SqliteDatastore.Config(path=tmp_path / "db"))
+                store.open()
+                yield store
+                store.close()
+
+    The fixture yields a new, opened, empty datastore and closes it afterwards.
+    """
+
+    @pytest.fixture
+    def datastore_factory(self) -> Iterator[Datastore]:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define a datastore_factory fixture yielding an open,"
+            " empty datastore"
+        )
+
+    def test_set_then_get_returns_the_document(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        doc = {"name": "Zoë", "tags": ["a", "ü"], "nested": {"n": 1, "x": 2.5, "ok": True}}
+        store.set("users", "u1", doc)
+        assert store.get("users", "u1") == doc
+
+    def test_get_of_a_missing_document_is_none(self, datastore_factory: Datastore) -> None:
+        assert datastore_factory.get("users", "nobody") is None
+
+    def test_set_replaces_the_whole_document(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        store.set("users", "u1", {"a": 1, "b": 2})
+        store.set("users", "u1", {"a": 3})
+        assert store.get("users", "u1") == {"a": 3}
+
+    def test_documents_are_not_shared_with_the_caller(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        doc: dict[str, Any] = {"items": [1]}
+        store.set("users", "u1", doc)
+        doc["items"].append(2)
+        read = store.get("users", "u1")
+        assert read == {"items": [1]}
+        read["items"].append(3)
+        assert store.get("users", "u1") == {"items": [1]}
+
+    def test_delete_removes_and_ignores_missing(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        store.set("users", "u1", {"a": 1})
+        store.delete("users", "u1")
+        assert store.get("users", "u1") is None
+        before = store.changes()
+        store.delete("users", "u1")
+        store.delete("users", "never-existed")
+        assert store.changes() == before
+
+    def test_change_feed_records_each_write_in_order(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        store.set("users", "u1", {"v": 1})
+        store.set("users", "u1", {"v": 2})
+        store.delete("users", "u1")
+        changes = store.changes()
+        assert [(c.collection, c.doc_id, c.op, c.data) for c in changes] == [
+            ("users", "u1", ChangeOp.CREATE, {"v": 1}),
+            ("users", "u1", ChangeOp.UPDATE, {"v": 2}),
+            ("users", "u1", ChangeOp.DELETE, None),
+        ]
+        seqs = [c.seq for c in changes]
+        assert seqs == sorted(set(seqs)), "seq must increase strictly"
+        assert all(isinstance(c.timestamp, float) and c.timestamp > 0 for c in changes)
+
+    def test_change_feed_resumes_after_a_seq(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        for n in range(5):
+            store.set("items", f"i{n}", {"n": n})
+        everything = store.changes()
+        later = store.changes(after=everything[1].seq)
+        assert [c.data for c in later] == [{"n": 2}, {"n": 3}, {"n": 4}]
+        assert store.changes(after=everything[-1].seq) == []
+
+    def test_change_feed_honours_limit(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        for n in range(5):
+            store.set("items", f"i{n}", {"n": n})
+        first = store.changes(limit=2)
+        assert [c.data for c in first] == [{"n": 0}, {"n": 1}]
+        rest = store.changes(after=first[-1].seq, limit=10)
+        assert [c.data for c in rest] == [{"n": 2}, {"n": 3}, {"n": 4}]
+
+    def test_change_feed_filters_by_collection(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        store.set("users", "u1", {"n": 1})
+        store.set("tickets", "t1", {"n": 2})
+        store.set("rooms", "r1", {"n": 3})
+        store.set("users", "u2", {"n": 4})
+        picked = store.changes(collections=["users", "rooms"])
+        assert [(c.collection, c.doc_id) for c in picked] == [
+            ("users", "u1"),
+            ("rooms", "r1"),
+            ("users", "u2"),
+        ]
+
+    def test_cursors_are_saved_and_loaded(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        assert store.load_cursor("reader") == 0
+        store.save_cursor("reader", 7)
+        store.save_cursor("other", 3)
+        store.save_cursor("reader", 9)
+        assert store.load_cursor("reader") == 9
+        assert store.load_cursor("other") == 3
+
+    def test_concurrent_writers_get_one_change_each(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        threads, per_thread = 4, 100
+        barrier = threading.Barrier(threads, timeout=30)
+        errors: list[BaseException] = []
+
+        def write(t: int) -> None:
+            try:
+                barrier.wait()
+                for i in range(per_thread):
+                    store.set("items", f"t{t}-{i}", {"t": t, "i": i})
+            except BaseException as exc:
+                errors.append(exc)
+
+        workers = [threading.Thread(target=write, args=(t,)) for t in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=60)
+        assert not any(w.is_alive() for w in workers), "writers did not finish within 60s"
+        assert not errors, errors
+        changes = store.changes(limit=threads * per_thread + 10)
+        assert len(changes) == threads * per_thread
+        assert len({c.seq for c in changes}) == len(changes)
+        assert {c.doc_id for c in changes} == {
+            f"t{t}-{i}" for t in range(threads) for i in range(per_thread)
+        }
+        assert store.get("items", "t3-99") == {"t": 3, "i": 99}
+
+    def test_open_and_close_are_idempotent(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        store.set("users", "u1", {"a": 1})
+        store.open()
+        assert store.get("users", "u1") == {"a": 1}
+        store.close()
+        store.close()
