@@ -11,6 +11,7 @@ The tree::
     │   └── SinkError          a sink could not confirm a write
     ├── DatastoreError         a datastore operation failed
     │   └── ConflictError      an optimistic-concurrency check lost the race
+    ├── ActionError            a client's action was refused (unknown, bad argument, invalid)
     └── ShutdownTimeout        draining did not finish within the drain timeout
 
 Each carries the context a user needs to act on it: ``component``, ``pipeline`` and
@@ -20,6 +21,7 @@ Each carries the context a user needs to act on it: ``component``, ``pipeline`` 
 from __future__ import annotations
 
 __all__ = [
+    "ActionError",
     "ComponentError",
     "ConfigError",
     "ConflictError",
@@ -115,6 +117,17 @@ class DatastoreError(OntoError):
 
 class ConflictError(DatastoreError):
     """A transaction's version check failed because another writer got there first."""
+
+
+class ActionError(OntoError):
+    """A client's action was refused: unknown view or action, a bad argument, or a rule.
+
+    ``field`` names the argument at fault when there is one. Nothing was written.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ShutdownTimeout(OntoError):

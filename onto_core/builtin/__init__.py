@@ -6,8 +6,10 @@ from onto_core.builtin.changes import ChangesSource
 from onto_core.builtin.files import FileSink, StdoutSink
 from onto_core.builtin.generate import GenerateSource
 from onto_core.builtin.memory import MemorySink, MemorySource
+from onto_core.builtin.memory_datastore import MemoryDatastore
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.builtin.transform import MapProcessor
+from onto_core.builtin.view import ViewProcessor
 from onto_core.hookspecs import hookimpl
 from onto_core.plugins import ComponentRegistrar
 
@@ -16,10 +18,12 @@ __all__ = [
     "FileSink",
     "GenerateSource",
     "MapProcessor",
+    "MemoryDatastore",
     "MemorySink",
     "MemorySource",
     "SqliteDatastore",
     "StdoutSink",
+    "ViewProcessor",
     "register_components",
 ]
 
@@ -30,7 +34,9 @@ def register_components(register: ComponentRegistrar) -> None:
     register.source("generate", GenerateSource)
     register.source("changes", ChangesSource)
     register.processor("map", MapProcessor)
+    register.processor("view", ViewProcessor)
     register.sink("memory", MemorySink)
     register.sink("stdout", StdoutSink)
     register.sink("file", FileSink)
     register.datastore("sqlite", SqliteDatastore)
+    register.datastore("memory", MemoryDatastore)

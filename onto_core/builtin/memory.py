@@ -112,7 +112,9 @@ class MemorySource:
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        channel: str | None = Field(None, description="Channel to read; its writers decide the end.")
+        channel: str | None = Field(
+            None, description="Channel to read; its writers decide the end."
+        )
         messages: list[Any] | None = Field(
             None, description="Values to emit, then stop (instead of a channel)."
         )

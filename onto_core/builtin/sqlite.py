@@ -13,15 +13,17 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from onto_core.errors import DatastoreError
+from onto_core.errors import ConflictError, DatastoreError
 from onto_core.models.datastore import Change, ChangeOp
+from onto_core.models.query import Condition, check_conditions, matches, sort_rows
+from onto_core.models.transaction import DocKey, Transaction, run_transaction
 
 __all__ = ["SqliteDatastore"]
 
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS documents (
     collection TEXT NOT NULL,
     doc_id TEXT NOT NULL,
     data TEXT NOT NULL,
-    version INTEGER NOT NULL,
+    version INTEGER NOT NULL,  -- seq of the document's last change
     updated REAL NOT NULL,
     PRIMARY KEY (collection, doc_id)
 );
@@ -51,6 +53,7 @@ CREATE TABLE IF NOT EXISTS cursors (
 """
 
 ChangeListener = Callable[[Change], None]
+R = TypeVar("R")
 
 
 class SqliteDatastore:
@@ -181,35 +184,102 @@ class SqliteDatastore:
             ).fetchone()
         return None if row is None else _decode(row[0])
 
+    def get_versioned(self, collection: str, doc_id: str) -> tuple[dict[str, Any] | None, int]:
+        """The document and its version (the seq of its last change); ``(None, 0)`` if missing."""
+        with self._connection(f"reading {collection}/{doc_id}") as conn:
+            row = conn.execute(
+                "SELECT data, version FROM documents WHERE collection = ? AND doc_id = ?",
+                (collection, doc_id),
+            ).fetchone()
+        return (None, 0) if row is None else (_decode(row[0]), int(row[1]))
+
+    def get_many(self, collection: str, doc_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """An entry for every id asked, ``None`` for the missing ones."""
+        ids = list(dict.fromkeys(doc_ids))
+        found: dict[str, dict[str, Any] | None] = dict.fromkeys(ids)
+        with self._connection(f"reading {len(ids)} documents of {collection}") as conn:
+            for start in range(0, len(ids), 500):  # stay under sqlite's parameter limit
+                chunk = ids[start : start + 500]
+                rows = conn.execute(
+                    "SELECT doc_id, data FROM documents WHERE collection = ?"
+                    f" AND doc_id IN ({', '.join('?' * len(chunk))})",
+                    (collection, *chunk),
+                ).fetchall()
+                found.update((doc_id, _decode(data)) for doc_id, data in rows)
+        return found
+
+    def query(
+        self,
+        collection: str,
+        where: Sequence[Condition] = (),
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Documents of ``collection`` matching every condition (see ``models.query``).
+
+        Conditions are evaluated in Python over the collection's documents, exactly as the
+        memory store and the reactive engine evaluate them: simple and consistent, and
+        linear in the collection's size.
+        """
+        conditions = check_conditions(where)
+        with self._connection(f"querying {collection}") as conn:
+            rows = conn.execute(
+                "SELECT doc_id, data FROM documents WHERE collection = ?", (collection,)
+            ).fetchall()
+        decoded = [(doc_id, _decode(data)) for doc_id, data in rows]
+        return sort_rows([r for r in decoded if matches(r[1], conditions)], order_by, limit)
+
     def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
         """Create or replace the document and record a ``create``/``update`` change."""
-        text = _encode(data, collection, doc_id)
-        now = time.time()
-        with self._transaction(f"writing {collection}/{doc_id}") as conn:
-            (version,) = conn.execute(
-                "INSERT INTO documents (collection, doc_id, data, version, updated)"
-                " VALUES (?, ?, ?, 1, ?)"
-                " ON CONFLICT (collection, doc_id) DO UPDATE SET"
-                " data = excluded.data, version = version + 1, updated = excluded.updated"
-                " RETURNING version",
-                (collection, doc_id, text, now),
-            ).fetchone()
-            op = ChangeOp.CREATE if version == 1 else ChangeOp.UPDATE
-            seq = self._append_change(conn, collection, doc_id, op, text, now)
-        self._notify(seq, collection, doc_id, op, text, now)
+        self.commit({}, {(collection, doc_id): data})
 
     def delete(self, collection: str, doc_id: str) -> None:
         """Remove the document and record a ``delete`` change; a missing one is a no-op."""
+        self.commit({}, {(collection, doc_id): None})
+
+    def transaction(self, fn: Callable[[Transaction], R], max_attempts: int = 5) -> R:
+        """Run ``fn(tx)`` with optimistic concurrency (see ``models.transaction``)."""
+        return run_transaction(self, fn, max_attempts)
+
+    def commit(self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]) -> None:
+        """Apply ``writes`` (``None`` deletes) in one transaction if ``reads`` still hold.
+
+        Raises ``ConflictError`` and writes nothing when a document read has another
+        version now. Each effective write appends one change; its seq is the new version.
+        """
+        encoded = {key: None if d is None else _encode(d, *key) for key, d in writes.items()}
         now = time.time()
-        with self._transaction(f"deleting {collection}/{doc_id}") as conn:
-            deleted = conn.execute(
-                "DELETE FROM documents WHERE collection = ? AND doc_id = ?",
-                (collection, doc_id),
-            ).rowcount
-            if not deleted:
-                return
-            seq = self._append_change(conn, collection, doc_id, ChangeOp.DELETE, None, now)
-        self._notify(seq, collection, doc_id, ChangeOp.DELETE, None, now)
+        committed: list[tuple[int, str, str, ChangeOp, str | None, float]] = []
+        what = ", ".join(f"{c}/{d}" for c, d in list(writes)[:3]) or "nothing"
+        with self._transaction(f"writing {what}") as conn:
+            for (collection, doc_id), version in reads.items():
+                if _version(conn, collection, doc_id) != version:
+                    raise ConflictError(f"{collection}/{doc_id} changed since it was read")
+            for (collection, doc_id), text in encoded.items():
+                exists = _version(conn, collection, doc_id) != 0
+                if text is None:
+                    if not exists:
+                        continue
+                    conn.execute(
+                        "DELETE FROM documents WHERE collection = ? AND doc_id = ?",
+                        (collection, doc_id),
+                    )
+                    op = ChangeOp.DELETE
+                else:
+                    op = ChangeOp.UPDATE if exists else ChangeOp.CREATE
+                seq = self._append_change(conn, collection, doc_id, op, text, now)
+                if text is not None:
+                    conn.execute(
+                        "INSERT INTO documents (collection, doc_id, data, version, updated)"
+                        " VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (collection, doc_id) DO UPDATE SET"
+                        " data = excluded.data, version = excluded.version,"
+                        " updated = excluded.updated",
+                        (collection, doc_id, text, seq, now),
+                    )
+                committed.append((seq, collection, doc_id, op, text, now))
+        for entry in committed:
+            self._notify(*entry)
 
     @staticmethod
     def _append_change(
@@ -325,6 +395,13 @@ def _encode(data: dict[str, Any], collection: str, doc_id: str) -> str:
         raise DatastoreError(
             f"document {collection}/{doc_id} is not JSON-serializable: {exc}"
         ) from exc
+
+
+def _version(conn: sqlite3.Connection, collection: str, doc_id: str) -> int:
+    row = conn.execute(
+        "SELECT version FROM documents WHERE collection = ? AND doc_id = ?", (collection, doc_id)
+    ).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:

@@ -53,9 +53,7 @@ class MapProcessor:
                 raise ValueError(f"{ref!r} is not callable")
             return ref
 
-        thread: bool = Field(
-            False, description="Run a blocking plain function in a worker thread."
-        )
+        thread: bool = Field(False, description="Run a blocking plain function in a worker thread.")
 
     def __init__(self, config: Config) -> None:
         self.function: Callable[[Any], Any] = import_object(config.function)
@@ -82,4 +80,3 @@ class MapProcessor:
         if self.thread:
             return await asyncio.to_thread(self._apply_all, messages)
         return self._apply_all(messages)
-

@@ -8,11 +8,17 @@ build functions read through them directly, and async code calls them through
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Change", "ChangeOp", "Datastore"]
+if TYPE_CHECKING:
+    from onto_core.models.query import Condition
+    from onto_core.models.transaction import Transaction
+
+__all__ = ["Change", "ChangeOp", "Datastore", "Documents"]
+
+R = TypeVar("R")
 
 
 class ChangeOp(enum.StrEnum):
@@ -39,6 +45,18 @@ class Change:
     data: dict[str, Any] | None
     timestamp: float
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Change:
+        """The change ``to_dict`` produced (as the ``changes`` source emits it)."""
+        return cls(
+            seq=int(data["seq"]),
+            collection=str(data["collection"]),
+            doc_id=str(data["docId"]),
+            op=ChangeOp(data["op"]),
+            data=data.get("data"),
+            timestamp=float(data.get("timestamp", 0.0)),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
@@ -48,6 +66,17 @@ class Change:
             "data": self.data,
             "timestamp": self.timestamp,
         }
+
+
+@runtime_checkable
+class Documents(Protocol):
+    """Reading and writing single documents: what a datastore and a transaction share."""
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None: ...
+
+    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None: ...
+
+    def delete(self, collection: str, doc_id: str) -> None: ...
 
 
 @runtime_checkable
@@ -62,6 +91,14 @@ class Datastore(Protocol):
     ``seq`` order. ``load_cursor``/``save_cursor`` persist a reader's position under a
     name, so a change-feed source resumes after a restart.
 
+    ``get_many`` returns a dict with an entry (``None`` if missing) for every id asked.
+    ``query`` returns ``(doc_id, data)`` rows matching every ``(field, op, value)``
+    condition (see ``onto_core.models.query``), ordered by ``order_by`` (``-field``
+    descending; by id when not given) and cut at ``limit``. ``transaction(fn)`` runs
+    ``fn(tx)`` with optimistic concurrency: the writes it buffers commit only if no
+    document it read changed meanwhile, else ``fn`` runs again, up to ``max_attempts``
+    times, then ``ConflictError``.
+
     Errors: ``DatastoreError`` for anything the store refused or could not reach.
     """
 
@@ -74,6 +111,20 @@ class Datastore(Protocol):
     def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None: ...
 
     def delete(self, collection: str, doc_id: str) -> None: ...
+
+    def get_many(
+        self, collection: str, doc_ids: Iterable[str]
+    ) -> dict[str, dict[str, Any] | None]: ...
+
+    def query(
+        self,
+        collection: str,
+        where: Sequence[Condition] = (),
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, dict[str, Any]]]: ...
+
+    def transaction(self, fn: Callable[[Transaction], R], max_attempts: int = 5) -> R: ...
 
     def changes(
         self, after: int = 0, limit: int = 1000, collections: Sequence[str] | None = None

@@ -208,22 +208,39 @@ class PipelineRunner:
     # --- processing and delivery --------------------------------------------------------
 
     async def _work_loop(self) -> None:
+        await self._emit_initial()
         linger = self.config.batch.linger_ms / 1000
         while True:
             taken = await self.buffer.take(self.config.batch.size, linger)
             if taken is None:
                 return
             items = [_Item(message, read_at) for message, read_at in taken]
-            await self._handle(items)
+            await self._handle(items, self.processors)
+            await self._settle(items)
 
-    async def _handle(self, items: list[_Item]) -> None:
+    async def _emit_initial(self) -> None:
+        """Deliver what processors emit at start-up (``initial_messages``), before any input.
+
+        These have no source message behind them, so nothing is acked for them.
+        """
+        for index, processor in enumerate(self.processors):
+            initial = optional_method(processor.instance, "initial_messages")
+            if initial is None:
+                continue
+            messages = list(await initial())
+            size = self.config.batch.size
+            for start in range(0, len(messages), size):
+                now = time.monotonic()
+                items = [_Item(m, now) for m in messages[start : start + size]]
+                await self._handle(items, self.processors[index + 1 :])
+
+    async def _handle(self, items: list[_Item], processors: list[_Component]) -> None:
         current = [(item, item.message) for item in items]
-        for processor in self.processors:
+        for processor in processors:
             current = await self._process(processor, current)
         for item, out in current:
             item.outputs.append(out)
         await asyncio.gather(*(self._deliver(sink, items) for sink in self.sinks))
-        await self._settle(items)
 
     async def _process(
         self, processor: _Component, entries: list[tuple[_Item, Message]]
@@ -237,8 +254,7 @@ class PipelineRunner:
                 results = list(await batch_fn([msg for _, msg in entries]))
                 if len(results) != len(entries):
                     raise TypeError(
-                        f"process_batch returned {len(results)} results for {len(entries)} "
-                        "messages"
+                        f"process_batch returned {len(results)} results for {len(entries)} messages"
                     )
             except Exception:
                 results = None  # find the failing message by processing one at a time
@@ -318,9 +334,7 @@ class PipelineRunner:
                     continue
                 except Exception as exc:
                     self.metrics.failed += 1
-                    self.log.warning(
-                        "%s failed on a batch of %d: %s", sink.label, len(chunk), exc
-                    )
+                    self.log.warning("%s failed on a batch of %d: %s", sink.label, len(chunk), exc)
                     if attempts == 1:
                         for item, out in chunk:
                             _record_error(out, exc, 1)

@@ -174,7 +174,9 @@ class Runtime:
 
     def _log_metrics(self) -> None:
         for name, figures in self.metrics().items():
-            log.info("metrics %s", json.dumps(figures), extra={"pipeline": name, "metrics": figures})
+            log.info(
+                "metrics %s", json.dumps(figures), extra={"pipeline": name, "metrics": figures}
+            )
 
 
 def run(config: OntoConfig, handle_signals: bool = True) -> Runtime:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar, overload
 
 import pytest
 
+from onto_core.errors import ConflictError, DatastoreError
 from onto_core.models.datastore import ChangeOp, Datastore
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 
@@ -528,6 +529,125 @@ class DatastoreConformance:
             f"t{t}-{i}" for t in range(threads) for i in range(per_thread)
         }
         assert store.get("items", "t3-99") == {"t": 3, "i": 99}
+
+    def test_get_many_has_an_entry_for_every_id(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        store.set("users", "u1", {"n": 1})
+        store.set("users", "u2", {"n": 2})
+        assert store.get_many("users", ["u2", "nobody", "u1"]) == {
+            "u2": {"n": 2},
+            "nobody": None,
+            "u1": {"n": 1},
+        }
+
+    def test_query_operators(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        for i in range(6):
+            store.set("items", f"i{i}", {"n": i, "tags": ["even" if i % 2 == 0 else "odd"]})
+        store.set("items", "bare", {"other": True})
+        store.set("elsewhere", "x", {"n": 1})
+
+        def ids(*where: tuple[str, str, Any]) -> list[str]:
+            return [doc_id for doc_id, _ in store.query("items", list(where))]
+
+        assert ids(("n", "==", 2)) == ["i2"]
+        assert ids(("n", "!=", 2)) == ["i0", "i1", "i3", "i4", "i5"]
+        assert ids(("n", "<", 2)) == ["i0", "i1"]
+        assert ids(("n", "<=", 2)) == ["i0", "i1", "i2"]
+        assert ids(("n", ">", 3)) == ["i4", "i5"]
+        assert ids(("n", ">=", 4)) == ["i4", "i5"]
+        assert ids(("n", "in", [1, 5, 9])) == ["i1", "i5"]
+        assert ids(("tags", "array-contains", "odd")) == ["i1", "i3", "i5"]
+        assert ids(("n", ">", 0), ("tags", "array-contains", "even")) == ["i2", "i4"]
+        assert len(ids()) == 7
+
+    def test_query_orders_and_limits(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        for doc_id, n in [("a", 3), ("b", 1), ("c", 2)]:
+            store.set("items", doc_id, {"n": n, "nested": {"n": -n}})
+        assert [d for d, _ in store.query("items", order_by="n")] == ["b", "c", "a"]
+        assert [d for d, _ in store.query("items", order_by="-n", limit=2)] == ["a", "c"]
+        assert [d for d, _ in store.query("items", order_by="nested.n")] == ["a", "c", "b"]
+        assert [d for d, _ in store.query("items", [("nested.n", "==", -2)])] == ["c"]
+
+    def test_query_rejects_an_unknown_operator(self, datastore_factory: Datastore) -> None:
+        with pytest.raises(DatastoreError, match="unknown operator 'like'"):
+            datastore_factory.query("items", [("name", "like", "a%")])
+
+    def test_transaction_commits_all_writes_together(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        store.set("accounts", "a", {"balance": 10})
+        store.set("accounts", "b", {"balance": 0})
+
+        def transfer(tx: Any) -> str:
+            a = tx.get("accounts", "a")
+            b = tx.get("accounts", "b")
+            tx.set("accounts", "a", {"balance": a["balance"] - 4})
+            tx.set("accounts", "b", {"balance": b["balance"] + 4})
+            return "moved"
+
+        after = store.changes()[-1].seq
+        assert store.transaction(transfer) == "moved"
+        assert store.get("accounts", "a") == {"balance": 6}
+        assert store.get("accounts", "b") == {"balance": 4}
+        assert [(c.doc_id, c.op) for c in store.changes(after)] == [
+            ("a", ChangeOp.UPDATE),
+            ("b", ChangeOp.UPDATE),
+        ]
+
+    def test_transaction_error_writes_nothing(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        store.set("accounts", "a", {"balance": 10})
+        after = store.changes()[-1].seq
+
+        def overdraw(tx: Any) -> None:
+            tx.set("accounts", "a", {"balance": -5})
+            raise ValueError("insufficient funds")
+
+        with pytest.raises(ValueError, match="insufficient funds"):
+            store.transaction(overdraw)
+        assert store.get("accounts", "a") == {"balance": 10}
+        assert store.changes(after) == []
+
+    def test_concurrent_transactions_lose_no_update(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        store.set("counters", "c", {"n": 0})
+        rounds, errors = 50, []
+
+        def increment(tx: Any) -> None:
+            current = tx.get("counters", "c")
+            tx.set("counters", "c", {"n": current["n"] + 1})
+
+        def worker() -> None:
+            try:
+                for _ in range(rounds):
+                    store.transaction(increment, max_attempts=1000)
+            except Exception as exc:  # surfaced below: a thread's error must fail the test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert errors == []
+        assert store.get("counters", "c") == {"n": 2 * rounds}
+
+    def test_transaction_gives_up_after_max_attempts(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        store.set("counters", "c", {"n": 0})
+        calls = []
+
+        def always_raced(tx: Any) -> None:
+            calls.append(1)
+            tx.get("counters", "c")
+            store.set("counters", "c", {"n": len(calls)})  # another writer gets in first
+            tx.set("counters", "c", {"n": -1})
+
+        with pytest.raises(ConflictError, match="gave up after 3"):
+            store.transaction(always_raced, max_attempts=3)
+        assert len(calls) == 3
+        assert store.get("counters", "c") == {"n": 3}
 
     def test_open_and_close_are_idempotent(self, datastore_factory: Datastore) -> None:
         store = datastore_factory

@@ -1,0 +1,166 @@
+"""An in-process datastore: every feature of the sqlite one, nothing kept after exit.
+
+For tests, demos and embedding. Documents are stored as JSON text, so what goes in must
+be JSON-serializable and what comes out is always a fresh copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from onto_core.errors import ConflictError, DatastoreError
+from onto_core.models.datastore import Change, ChangeOp
+from onto_core.models.query import Condition, check_conditions, matches, sort_rows
+from onto_core.models.transaction import DocKey, Transaction, run_transaction
+
+__all__ = ["MemoryDatastore"]
+
+R = TypeVar("R")
+log = logging.getLogger("onto.memory")
+
+
+def _encode(data: dict[str, Any], key: DocKey) -> str:
+    try:
+        return json.dumps(data, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise DatastoreError(f"{key[0]}/{key[1]} is not JSON-serializable: {exc}") from None
+
+
+class MemoryDatastore:
+    """Documents and change feed in this process's memory."""
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config | None = None) -> None:
+        self._docs: dict[DocKey, tuple[str, int]] = {}
+        self._changes: list[Change] = []
+        self._cursors: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._listeners: list[Callable[[Change], None]] = []
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    # --- reads --------------------------------------------------------------------------
+
+    def get_versioned(self, collection: str, doc_id: str) -> tuple[dict[str, Any] | None, int]:
+        with self._lock:
+            found = self._docs.get((collection, doc_id))
+        if found is None:
+            return None, 0
+        return json.loads(found[0]), found[1]
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        return self.get_versioned(collection, doc_id)[0]
+
+    def get_many(self, collection: str, doc_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        return {doc_id: self.get(collection, doc_id) for doc_id in doc_ids}
+
+    def query(
+        self,
+        collection: str,
+        where: Sequence[Condition] = (),
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        conditions = check_conditions(where)
+        with self._lock:
+            texts = [(k[1], text) for k, (text, _) in self._docs.items() if k[0] == collection]
+        rows = [(doc_id, json.loads(text)) for doc_id, text in texts]
+        return sort_rows([r for r in rows if matches(r[1], conditions)], order_by, limit)
+
+    # --- writes -------------------------------------------------------------------------
+
+    def commit(self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]) -> None:
+        encoded = {k: None if v is None else _encode(v, k) for k, v in writes.items()}
+        with self._changed:
+            for key, version in reads.items():
+                current = self._docs.get(key)
+                if (current[1] if current else 0) != version:
+                    raise ConflictError(f"{key[0]}/{key[1]} changed since it was read")
+            now = time.time()
+            committed: list[Change] = []
+            for key, text in encoded.items():
+                current = self._docs.get(key)
+                seq = len(self._changes) + 1
+                if text is None:
+                    if current is None:
+                        continue
+                    del self._docs[key]
+                    op, data = ChangeOp.DELETE, None
+                else:
+                    self._docs[key] = (text, seq)  # a document's version is its last seq
+                    op = ChangeOp.UPDATE if current else ChangeOp.CREATE
+                    data = json.loads(text)
+                change = Change(seq, key[0], key[1], op, data, now)
+                self._changes.append(change)
+                committed.append(change)
+            self._changed.notify_all()
+            listeners = list(self._listeners)
+        for change in committed:
+            for listener in listeners:
+                try:
+                    listener(change)
+                except Exception:  # a listener must never fail the write
+                    log.exception("change listener %r failed on seq %d", listener, change.seq)
+
+    def watch(self, listener: Callable[[Change], None]) -> Callable[[], None]:
+        """Call ``listener(change)`` after every write; returns a function that stops it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unwatch() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unwatch
+
+    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
+        self.commit({}, {(collection, doc_id): data})
+
+    def delete(self, collection: str, doc_id: str) -> None:
+        self.commit({}, {(collection, doc_id): None})
+
+    def transaction(self, fn: Callable[[Transaction], R], max_attempts: int = 5) -> R:
+        return run_transaction(self, fn, max_attempts)
+
+    # --- change feed --------------------------------------------------------------------
+
+    def changes(
+        self, after: int = 0, limit: int = 1000, collections: Sequence[str] | None = None
+    ) -> list[Change]:
+        with self._lock:
+            tail = self._changes[after:]  # seq n sits at index n - 1
+        wanted = None if collections is None else set(collections)
+        return [c for c in tail if wanted is None or c.collection in wanted][:limit]
+
+    def last_seq(self) -> int:
+        with self._lock:
+            return len(self._changes)
+
+    def wait_for_changes(self, after: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a change with ``seq > after``; whether one came."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._changes) > after, timeout)
+
+    def load_cursor(self, name: str) -> int:
+        with self._lock:
+            return self._cursors.get(name, 0)
+
+    def save_cursor(self, name: str, seq: int) -> None:
+        with self._lock:
+            self._cursors[name] = seq

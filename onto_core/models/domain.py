@@ -1,0 +1,274 @@
+"""Domain models: typed documents in a collection, with references to each other.
+
+::
+
+    class User(DomainModel, collection="users"):
+        first_name: str
+        last_name: str
+
+    class Ticket(DomainModel, collection="tickets"):
+        user: Ref[User]
+        attendance: bool = True
+
+    ticket = Ticket.get("t1")          # from the datastore in use
+    ticket.user.get().first_name       # follow a reference
+
+Keys are camelCase on the wire (``first_name`` ↔ ``firstName``). Subclasses of a model
+that declares a collection share it, and ``from_dict``/``get`` on any of them return the
+stored document as its own class: a ``City`` collection may hold ``Municipality`` and
+``StandardCity`` documents. The class name travels in the ``objType`` key.
+
+Reads and writes go through the datastore in use: the one passed explicitly, or the one
+set by ``use_datastore`` (the view processor and action runner set it, and record every
+read for reactivity).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar, Generic, Self, TypeVar, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic.alias_generators import to_camel
+from pydantic_core import core_schema
+
+from onto_core.errors import DatastoreError
+from onto_core.models.datastore import Datastore
+
+__all__ = [
+    "TYPE_KEY",
+    "DomainModel",
+    "Ref",
+    "current_datastore",
+    "use_datastore",
+]
+
+TYPE_KEY = "objType"
+T = TypeVar("T", bound="DomainModel")
+
+_datastore: contextvars.ContextVar[Datastore | None] = contextvars.ContextVar(
+    "onto_datastore", default=None
+)
+
+
+def current_datastore() -> Datastore:
+    """The datastore set by ``use_datastore``; ``DatastoreError`` when there is none."""
+    store = _datastore.get()
+    if store is None:
+        raise DatastoreError(
+            "no datastore in use: pass store=..., or wrap the call in use_datastore(store)"
+        )
+    return store
+
+
+@contextlib.contextmanager
+def use_datastore(store: Datastore) -> Iterator[Datastore]:
+    """Make ``store`` the datastore model reads and writes use within the block."""
+    token = _datastore.set(store)
+    try:
+        yield store
+    finally:
+        _datastore.reset(token)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+class Ref(Generic[T]):
+    """A reference to one document of model ``T``, stored as ``"collection/doc_id"``.
+
+    Accepts a model instance, a ``Ref`` or a ``"collection/id"`` string when validated.
+    ``get()`` reads the document it points to.
+    """
+
+    __slots__ = ("doc_id", "model")
+
+    def __init__(self, model: type[T], doc_id: str) -> None:
+        self.model = model
+        self.doc_id = doc_id
+
+    @property
+    def path(self) -> str:
+        return f"{self.model.collection}/{self.doc_id}"
+
+    def get(self, store: Datastore | None = None) -> T:
+        """The referenced document; ``DatastoreError`` if it does not exist."""
+        return self.model.get(self.doc_id, store=store)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ref) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def __repr__(self) -> str:
+        return f"Ref({self.path!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        args = get_args(source)
+        if not args:
+            raise TypeError("write Ref[Model], naming the referenced model")
+        target = args[0]
+
+        def validate(value: Any) -> Ref[Any]:
+            model = _resolve(target)
+            if isinstance(value, Ref):
+                return value
+            if isinstance(value, DomainModel):
+                return Ref(type(value), value.id)
+            if isinstance(value, str):
+                collection, sep, doc_id = value.rpartition("/")
+                if not sep:
+                    return Ref(model, value)
+                if collection != model.collection:
+                    raise ValueError(
+                        f"expected a reference into {model.collection!r}, got {value!r}"
+                    )
+                return Ref(model, doc_id)
+            raise ValueError(f"expected a {model.__name__} reference, got {value!r}")
+
+        return core_schema.no_info_plain_validator_function(
+            validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda ref: ref.path, when_used="always"
+            ),
+            json_schema_input_schema=core_schema.str_schema(),
+        )
+
+
+def _resolve(target: Any) -> type[DomainModel]:
+    if isinstance(target, type) and issubclass(target, DomainModel):
+        return target
+    name = getattr(target, "__forward_arg__", target)
+    found = DomainModel._registry.get(str(name))
+    if found is None:
+        raise TypeError(f"Ref[{name}] names no known domain model")
+    return found
+
+
+class DomainModel(BaseModel):
+    """A typed document stored in ``collection`` under ``id``."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    collection: ClassVar[str] = ""
+    _registry: ClassVar[dict[str, type[DomainModel]]] = {}
+
+    id: str = Field(default_factory=_new_id, description="Document id within the collection.")
+
+    def __init_subclass__(cls, collection: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if collection is not None:
+            cls.collection = collection
+        DomainModel._registry[cls.__name__] = cls
+
+    @classmethod
+    def _subclass_named(cls, name: str) -> type[Self]:
+        found = DomainModel._registry.get(name)
+        if found is None or not issubclass(found, cls):
+            raise DatastoreError(
+                f"document type {name!r} is not {cls.__name__} or one of its subclasses"
+            )
+        return found
+
+    # --- wire format --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The document as stored: camelCase keys, references as paths, ``objType``."""
+        data = self.model_dump(mode="json", by_alias=True, exclude={"id"})
+        data[TYPE_KEY] = type(self).__name__
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], doc_id: str | None = None) -> Self:
+        """The model stored as ``data``, as the subclass named by its ``objType``."""
+        fields = dict(data)
+        kind = fields.pop(TYPE_KEY, None)
+        model = cls._subclass_named(kind) if kind else cls
+        if doc_id is not None:
+            fields["id"] = doc_id
+        return model.model_validate(fields)
+
+    # --- storage ------------------------------------------------------------------------
+
+    @classmethod
+    def _store(cls, store: Datastore | None) -> Datastore:
+        if not cls.collection:
+            raise DatastoreError(f"{cls.__name__} declares no collection")
+        return store if store is not None else current_datastore()
+
+    @classmethod
+    def find(cls, doc_id: str, store: Datastore | None = None) -> Self | None:
+        """The document ``doc_id``, or ``None`` if there is none."""
+        data = cls._store(store).get(cls.collection, doc_id)
+        return None if data is None else cls.from_dict(data, doc_id)
+
+    @classmethod
+    def find_many(cls, doc_ids: Iterable[str], store: Any = None) -> dict[str, Self | None]:
+        """The documents ``doc_ids`` in one read, by id (``None`` for each missing one)."""
+        target = cls._store(store)
+        ids = list(doc_ids)
+        get_many = getattr(target, "get_many", None)
+        found = (
+            get_many(cls.collection, ids)
+            if get_many is not None
+            else {i: target.get(cls.collection, i) for i in ids}
+        )
+        return {i: None if found[i] is None else cls.from_dict(found[i], i) for i in ids}
+
+    @classmethod
+    def get(cls, doc_id: str, store: Datastore | None = None) -> Self:
+        """The document ``doc_id``; ``DatastoreError`` naming it if there is none."""
+        found = cls.find(doc_id, store)
+        if found is None:
+            raise DatastoreError(f"{cls.collection}/{doc_id} does not exist")
+        return found
+
+    @classmethod
+    def where(
+        cls,
+        *conditions: tuple[str, str, Any],
+        order_by: str | None = None,
+        limit: int | None = None,
+        store: Datastore | None = None,
+    ) -> list[Self]:
+        """Documents matching every ``(field, op, value)``; field names as in Python."""
+        wire = [(_wire_name(cls, f), op, v) for f, op, v in conditions]
+        order = _wire_name(cls, order_by.lstrip("-")) if order_by else None
+        if order and order_by and order_by.startswith("-"):
+            order = "-" + order
+        rows = cls._store(store).query(cls.collection, wire, order_by=order, limit=limit)
+        return [cls.from_dict(data, doc_id) for doc_id, data in rows]
+
+    def save(self, store: Datastore | None = None) -> Self:
+        """Create or replace this document."""
+        self._store(store).set(self.collection, self.id, self.to_dict())
+        return self
+
+    def delete(self, store: Datastore | None = None) -> None:
+        """Delete this document (a no-op if it is already gone)."""
+        self._store(store).delete(self.collection, self.id)
+
+    @property
+    def ref(self) -> Ref[Self]:
+        """A reference to this document."""
+        return Ref(type(self), self.id)
+
+
+def _wire_name(model: type[DomainModel], name: str) -> str:
+    field = model.model_fields.get(name)
+    if field is None:
+        return name  # already a wire name, or a nested path the store understands
+    return field.alias or name
