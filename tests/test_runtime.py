@@ -402,9 +402,12 @@ runtime: {drain_timeout: 0.2}
 
 
 async def _until(condition: Any, timeout: float = 10) -> None:
-    """Wait for ``condition()`` to hold, checking on every turn of the event loop."""
+    """Wait for ``condition()`` to hold, checking on every turn of the event loop.
+
+    The conditions are counters the runtime keeps, which no event announces.
+    """
     async with asyncio.timeout(timeout):
-        while not condition():
+        while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.001)
 
 

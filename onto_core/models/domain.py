@@ -221,7 +221,7 @@ class DomainModel(BaseModel):
         target = cls._store(store)
         ids = list(doc_ids)
         get_many = getattr(target, "get_many", None)
-        found = (
+        found: dict[str, Any] = (
             get_many(cls.collection, ids)
             if get_many is not None
             else {i: target.get(cls.collection, i) for i in ids}

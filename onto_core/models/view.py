@@ -114,7 +114,7 @@ class ViewModel(BaseModel):
             default = ... if param.default is inspect.Parameter.empty else param.default
             annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
             fields[param.name] = (annotation, default)
-        return create_model(  # type: ignore[call-overload, no-any-return]
+        return create_model(
             f"{cls.__name__}_{name}",
             __config__=ConfigDict(extra="forbid"),
             **fields,

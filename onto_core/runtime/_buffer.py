@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 
@@ -61,15 +62,13 @@ class MessageBuffer:
             if not self._items:
                 return None
             if linger > 0 and len(self._items) < max_items and not self._closed:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._changed.wait_for(
                             lambda: len(self._items) >= max_items or self._closed
                         ),
                         linger,
                     )
-                except TimeoutError:
-                    pass
             count = min(max_items, len(self._items))
             batch = [self._items.popleft() for _ in range(count)]
             self._changed.notify_all()

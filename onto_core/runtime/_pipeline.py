@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -270,7 +271,7 @@ class PipelineRunner:
                 produced = _as_list(result)
             else:
                 produced_or_none = await self._attempt(
-                    lambda m=msg: one(m), msg, f"{processor.label}"
+                    functools.partial(one, msg), msg, processor.label
                 )
                 if produced_or_none is None:
                     await self._dead_letter(item, msg, processor.label)
@@ -343,7 +344,7 @@ class PipelineRunner:
                     self.metrics.retried += 1
                     attempts = max(1, attempts - 1)
             for item, out in chunk:
-                if await self._attempt(lambda o=out: write([o]), out, sink.label, attempts):
+                if await self._attempt(functools.partial(write, [out]), out, sink.label, attempts):
                     self.metrics.messages_out += 1
                 else:
                     await self._dead_letter(item, out, sink.label)

@@ -42,6 +42,7 @@ class Runtime:
         self.datastore = datastore
         self.runners: dict[str, PipelineRunner] = {}
         self._stopping: asyncio.Task[bool] | None = None
+        self._signal_stop: asyncio.Future[bool] | None = None
 
     def _needs_datastore(self) -> bool:
         specs: list[ComponentSpec] = []
@@ -152,7 +153,7 @@ class Runtime:
             received += 1
             if received == 1:
                 log.info("received %s, draining", signal.Signals(signum).name)
-                asyncio.ensure_future(self.stop())
+                self._signal_stop = asyncio.ensure_future(self.stop())
             else:
                 log.warning("received %s again, stopping now", signal.Signals(signum).name)
                 for task in asyncio.all_tasks(loop):
