@@ -88,7 +88,9 @@ class Message:
 
     def derive(self, value: Any, **changes: Any) -> Message:
         """A new message carrying ``value`` that keeps this one's key, headers and channel."""
-        derived = Message(value, self.key, _new_id(), dict(self.headers), self.channel, self.timestamp)
+        derived = Message(
+            value, self.key, _new_id(), dict(self.headers), self.channel, self.timestamp
+        )
         for name, changed in changes.items():
             setattr(derived, name, changed)
         return derived
@@ -184,4 +186,3 @@ class Sink(Protocol):
     guarantees: ClassVar[frozenset[Guarantee]]
 
     def write(self, messages: list[Message]) -> Awaitable[None] | None: ...
-

@@ -41,6 +41,7 @@ from onto_core.models.datastore import Datastore
 __all__ = [
     "TYPE_KEY",
     "DomainModel",
+    "Embedded",
     "Ref",
     "current_datastore",
     "use_datastore",
@@ -151,6 +152,12 @@ def _resolve(target: Any) -> type[DomainModel]:
     if found is None:
         raise TypeError(f"Ref[{name}] names no known domain model")
     return found
+
+
+class Embedded(BaseModel):
+    """A value nested inside a model (an address, an attendee): camelCase keys on the wire."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class DomainModel(BaseModel):
