@@ -7,26 +7,26 @@ failure while running); ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import asyncio
+import enum
+import io
 import json
 import logging
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import click
 import yaml
 
 from onto_core.__about__ import __version__
 from onto_core.config import OntoConfig, load_config
-from onto_core.errors import ConfigError, OntoError
+from onto_core.errors import ConfigError, OntoError, PluginError
 from onto_core.plugins import failed_plugins, list_components, list_plugins
 
 __all__ = ["main"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 # Attributes every LogRecord has; anything else was passed as ``extra`` and is logged as data.
 _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -64,6 +64,15 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
 class _OntoGroup(click.Group):
     """Turns every error into one line on stderr and a non-zero exit code."""
 
@@ -74,6 +83,10 @@ class _OntoGroup(click.Group):
             raise
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except BrokenPipeError:
+            # The reader went away (``onto components | head``): nothing left to say to it.
+            _silence_stdout()
+            sys.exit(1)
         except Exception as exc:
             if ctx.params.get("debug"):
                 traceback.print_exc()
@@ -177,16 +190,33 @@ def components(as_json: bool, kind: Any) -> None:
         click.echo(json.dumps([c.to_dict() for c in found], indent=2, default=str))
         return
     for c in found:
-        guarantees = ", ".join(sorted(str(g) for g in getattr(c.cls, "guarantees", ())))
-        head = f"{c.kind} {c.name}  ({c.plugin})"
-        click.echo(f"{head}\n  {c.description}" + (f"\n  guarantees: {guarantees}" if guarantees else ""))
-        for field_name, field in c.config_model.model_fields.items():
-            default = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+        click.echo(f"{c.kind} {c.name}  ({c.plugin})")
+        click.echo(f"  {c.description}")
+        if c.guarantees:
+            click.echo(f"  guarantees: {', '.join(c.guarantees)}")
+        try:
+            fields = c.config_model.model_fields
+        except PluginError as exc:
+            click.echo(f"  settings unknown: {exc.message}")
+            fields = {}
+        for field_name, field in fields.items():
+            default = (
+                "required"
+                if field.is_required()
+                else f"default {_yaml_value(field.get_default(call_default_factory=True))}"
+            )
             click.echo(f"  - {field_name} ({default}): {field.description or ''}")
         click.echo()
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _yaml_value(value: Any) -> str:
+    """``value`` the way a config would write it: ``null``, ``true``, ``onto.db``, ``[]``."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return json.dumps(value, default=str)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

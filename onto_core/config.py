@@ -12,18 +12,25 @@ was expected there.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from onto_core.errors import ConfigError, PluginError
-from onto_core.plugins import ComponentInfo, ComponentKind, closest_name, get_component
+from onto_core.plugins import (
+    ComponentInfo,
+    ComponentKind,
+    closest_name,
+    get_component,
+    list_components,
+)
 from onto_core.protocols import Guarantee
 
 __all__ = [
@@ -33,6 +40,7 @@ __all__ = [
     "PipelineConfig",
     "RetryPolicy",
     "RuntimeSettings",
+    "is_secret_key",
     "load_config",
     "parse_config",
     "redact",
@@ -40,7 +48,26 @@ __all__ = [
 
 KeyPath = tuple[str | int, ...]
 
-SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|credential|private_?key", re.I)
+# A key is secret when one of its words (split at "_", "-", "." and camelCase) is one of these,
+# or two neighbouring words form one ("api_key", "privateKey"). Words, not substrings, so
+# "passthrough" or "max_tokens" stay visible.
+SECRET_WORDS = frozenset(
+    {
+        "apikey",
+        "authorization",
+        "credential",
+        "credentials",
+        "passphrase",
+        "passwd",
+        "password",
+        "pwd",
+        "secret",
+        "secrets",
+        "token",
+    }
+)
+SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key")})
+URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?=@)")
 ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
 
@@ -101,18 +128,20 @@ class ComponentSpec:
 
 
 class _PipelineShape(_Strict):
-    source: dict[str, Any] = Field(description="The source block.")
-    processors: list[dict[str, Any]] = Field(default_factory=list, description="In order.")
-    sinks: list[dict[str, Any]] = Field(min_length=1, description="Every message goes to each.")
+    # Component blocks stay ``Any`` here: ``_component`` checks their shape and says which
+    # kind of block was expected.
+    source: Any = Field(description="The source block.")
+    processors: list[Any] = Field(default_factory=list, description="In order.")
+    sinks: list[Any] = Field(min_length=1, description="Every message goes to each.")
     guarantee: Guarantee = Field(Guarantee.AT_LEAST_ONCE, description="Delivery guarantee.")
-    dead_letter: dict[str, Any] | None = Field(None, description="Sink for failed messages.")
+    dead_letter: Any = Field(None, description="Sink for failed messages.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     batch: BatchPolicy = Field(default_factory=BatchPolicy)
     buffer: int = Field(1000, ge=1, description="Most messages held between source and sinks.")
 
 
 class _RootShape(_Strict):
-    datastore: dict[str, Any] | None = Field(None, description="The datastore block.")
+    datastore: Any = Field(None, description="The datastore block.")
     pipelines: dict[str, _PipelineShape] = Field(min_length=1)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
@@ -144,17 +173,33 @@ class OntoConfig:
 
     def redacted(self) -> dict[str, Any]:
         """The config as written, env references resolved, secrets replaced by ``***``."""
-        return redact(self.raw)
+        redacted: dict[str, Any] = redact(self.raw)
+        return redacted
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a setting called ``key`` holds a secret: ``password``, ``api_key``, ``authToken``."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
+    parts = [w for w in re.split(r"[^a-z0-9]+", words) if w]
+    return any(w in SECRET_WORDS for w in parts) or any(
+        pair in SECRET_PAIRS for pair in itertools.pairwise(parts)
+    )
 
 
 def redact(value: Any, key: str = "") -> Any:
-    """``value`` with every entry whose key looks secret replaced by ``***``."""
+    """``value`` with secrets replaced by ``***``.
+
+    A secret is the value of an entry whose key looks secret (see ``is_secret_key``), or the
+    password in a URL such as ``postgres://user:secret@host/db``.
+    """
     if isinstance(value, Mapping):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, key) for v in value]
-    if key and SECRET_KEY.search(key) and value not in (None, ""):
+    if key and is_secret_key(key) and value not in (None, ""):
         return "***"
+    if isinstance(value, str):
+        return URL_PASSWORD.sub(r"\g<head>***", value)
     return value
 
 
@@ -233,61 +278,174 @@ def _dotted(path: KeyPath) -> str:
     return out
 
 
+def _explain_yaml_error(exc: yaml.MarkedYAMLError) -> tuple[str, int | None]:
+    """PyYAML's complaint in words a config author can act on, and the line to blame."""
+    problem = exc.problem or str(exc)
+    context = exc.context or ""
+    line = exc.problem_mark.line + 1 if exc.problem_mark else None
+    opened = exc.context_mark.line + 1 if exc.context_mark else None
+    if "'\\t'" in problem:
+        column = exc.problem_mark.column + 1 if exc.problem_mark else "?"
+        return f"tab character at column {column}; indent YAML with spaces", line
+    if problem.startswith("expected <block end>") and opened is not None:
+        return f"bad indentation; this line does not line up with the block on line {opened}", line
+    if "flow" in context and opened is not None:
+        bracket = "{" if "mapping" in context else "["
+        return f"{problem} (is the {bracket!r} on line {opened} closed?)", line
+    if "quoted scalar" in context and "end of stream" in problem:
+        return "the quoted string that starts on this line is never closed", opened
+    if problem == "mapping values are not allowed here":
+        return f"{problem} (quote a value that contains ': ')", line
+    if context and opened is not None and opened != line:
+        problem += f" ({context} on line {opened})"
+    return problem, line
+
+
 def _parse_yaml(text: str, file: str) -> tuple[Any, _Loaded]:
     loaded = _Loaded(file)
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or str(exc)
-        raise ConfigError(
-            f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None
-        ) from None
+        message, line = _explain_yaml_error(exc)
+        raise ConfigError(f"invalid YAML: {message}", file=file, line=line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from None
+    # A stray "---" makes an empty document; only documents with content count.
+    nodes = [n for n in nodes if not (isinstance(n, yaml.ScalarNode) and n.value == "")]
     if len(nodes) > 1:
-        line = nodes[1].start_mark.line + 1
-        raise ConfigError("expected one YAML document, found several", file=file, line=line)
-    if not nodes or nodes[0] is None:
+        raise ConfigError(
+            "expected one YAML document, but a second one starts here "
+            "(put every pipeline under one 'pipelines' key)",
+            file=file,
+            line=_document_start_line(text, nodes[1]),
+        )
+    if not nodes:
         raise ConfigError("the config is empty; expected a mapping with 'pipelines'", file=file)
     return loaded.build(nodes[0], ()), loaded
+
+
+def _document_start_line(text: str, node: yaml.Node) -> int:
+    """The line of the ``---`` that opens the document holding ``node``."""
+    first = node.start_mark.line
+    lines = text.splitlines()
+    for index in range(min(first, len(lines) - 1), -1, -1):
+        if re.match(r"---(\s|$)", lines[index]):
+            return index + 1
+    return first + 1
 
 
 # --- validation -------------------------------------------------------------------------
 
 
-def _describe(error: Any) -> str:
-    kind = error["type"]
+def _show(value: Any) -> str:
+    """``value`` as a config author wrote it in YAML, for "got ..." in messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+    "path_type": "a file path",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """One pydantic error as a sentence fragment ending in what was found."""
+    kind: str = error["type"]
+    ctx: Mapping[str, Any] = error.get("ctx") or {}
+    got = _show(error.get("input"))
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
         return "unknown key"
-    return str(error["msg"])
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {got}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']}, got {got}"
+    if kind == "greater_than":
+        return f"must be greater than {ctx['gt']}, got {got}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']}, got {got}"
+    if kind == "less_than":
+        return f"must be less than {ctx['lt']}, got {got}"
+    if kind == "too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else str(error["msg"])
+    if kind == "enum":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        message = f"expected one of: {', '.join(choices)}, got {got}"
+        hint = closest_name(str(error.get("input")), choices)
+        return message + (f" (did you mean {hint!r}?)" if hint else "")
+    if kind in ("value_error", "assertion_error"):
+        text = str(error["msg"])
+        return text.split(", ", 1)[1] if text.startswith(("Value error, ", "Assertion")) else text
+    return f"{error['msg']}, got {got}"
+
+
+def _first_error(errors: list[Any], loaded: _Loaded, prefix: KeyPath) -> Any:
+    """The error to report: a wrong or unknown key before a missing one (a misspelt key
+    makes the right one go missing), then the one nearest the top of the file."""
+
+    def rank(error: Any) -> tuple[bool, int]:
+        line = loaded.line_of(_error_path(error, prefix)) or 0
+        return error["type"] == "missing", line
+
+    return min(errors, key=rank)
+
+
+def _error_path(error: Any, prefix: KeyPath) -> KeyPath:
+    # pydantic adds validator names such as "function-after[...]" to locations; not keys.
+    return (*prefix, *(p for p in error["loc"] if not isinstance(p, str) or "[" not in p))
 
 
 def _raise_validation(
-    exc: ValidationError, loaded: _Loaded, prefix: KeyPath, allowed: list[str] | None = None
-) -> None:
+    exc: ValidationError,
+    loaded: _Loaded,
+    prefix: KeyPath,
+    allowed_keys: Callable[[KeyPath], list[str] | None],
+) -> NoReturn:
+    """Raise the ``ConfigError`` for the most telling problem in ``exc``.
+
+    ``allowed_keys(path)`` lists the keys valid next to an unknown key at ``path``.
+    """
     errors = exc.errors()
-    first = errors[0]
-    path = (*prefix, *(p for p in first["loc"] if not isinstance(p, str) or "[" not in p))
+    first = _first_error(errors, loaded, prefix)
+    path = _error_path(first, prefix)
     message = _describe(first)
-    if first["type"] == "extra_forbidden" and allowed is not None and path:
+    allowed = allowed_keys(path) if first["type"] == "extra_forbidden" else None
+    if allowed is not None and path:
         hint = closest_name(str(path[-1]), allowed)
         message += f"; expected one of: {', '.join(allowed)}"
         if hint:
             message += f" (did you mean {hint!r}?)"
-    elif first["type"] not in ("missing", "extra_forbidden"):
-        got = first.get("input")
-        if not isinstance(got, dict | list):
-            message += f", got {got!r}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+            # The key the hint names is reported missing too; that is the same mistake.
+            errors = [e for e in errors if _error_path(e, prefix) != (*path[:-1], hint)]
+    more = len(errors) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
     raise loaded.error(message, path) from None
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str] | None:
+def _allowed_keys(loc: KeyPath) -> list[str] | None:
     """Keys valid where an unknown key ``loc[-1]`` was found, for "expected one of" hints."""
+    models: dict[str, type[BaseModel]] = {"retry": RetryPolicy, "batch": BatchPolicy}
     model: type[BaseModel] | None = None
     if len(loc) == 1:
         model = _RootShape
@@ -296,31 +454,32 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str] | None:
     elif loc[0] == "pipelines" and len(loc) == 3:
         model = _PipelineShape
     elif loc[0] == "pipelines" and len(loc) == 4:
-        model = {"retry": RetryPolicy, "batch": BatchPolicy}.get(str(loc[2]))
+        model = models.get(str(loc[2]))
     return sorted(model.model_fields) if model is not None else None
 
 
-def _component(
-    kind: ComponentKind, block: Any, loaded: _Loaded, path: KeyPath
-) -> ComponentSpec:
+def _component(kind: ComponentKind, block: Any, loaded: _Loaded, path: KeyPath) -> ComponentSpec:
     if not isinstance(block, Mapping):
-        raise loaded.error(f"expected a {kind} block like {{type: <name>, ...}}", path)
+        message = f"expected a {kind} block like {{type: <name>, ...}}, got {_show(block)}"
+        if isinstance(block, str):
+            message += f" (did you mean {{type: {block}}}?)"
+        raise loaded.error(message, path)
     type_name = block.get("type")
     if type_name is None:
-        raise loaded.error(f"the {kind} block has no 'type'", path)
+        known = ", ".join(c.name for c in list_components(kind)) or "none"
+        raise loaded.error(f"the {kind} block has no 'type'; known {kind} types: {known}", path)
     if not isinstance(type_name, str):
-        raise loaded.error(f"'type' must be a {kind} name, got {type_name!r}", (*path, "type"))
+        raise loaded.error(f"'type' must be a {kind} name, got {_show(type_name)}", (*path, "type"))
     try:
         info = get_component(kind, type_name)
+        model = info.config_model
     except PluginError as exc:
         raise loaded.error(exc.message, (*path, "type")) from None
     settings = {k: v for k, v in block.items() if k != "type"}
-    model = info.config_model
     try:
         config = model.model_validate(settings)
     except ValidationError as exc:
-        _raise_validation(exc, loaded, path, sorted(["type", *model.model_fields]))
-        raise  # unreachable: _raise_validation always raises
+        _raise_validation(exc, loaded, path, lambda _: sorted(["type", *model.model_fields]))
     return ComponentSpec(
         kind=kind,
         type=type_name,
@@ -332,29 +491,42 @@ def _component(
     )
 
 
+def _offered(spec: ComponentSpec) -> list[Guarantee]:
+    """The guarantees ``spec``'s component can give, weakest first."""
+    offered = frozenset(getattr(spec.info.cls, "guarantees", ()))
+    return [g for g in Guarantee if g in offered]
+
+
 def _check_guarantee(pipeline: PipelineConfig, loaded: _Loaded, path: KeyPath) -> None:
     wanted = pipeline.guarantee
-    for spec in (pipeline.source, *pipeline.sinks):
-        offered = getattr(spec.info.cls, "guarantees", frozenset())
-        if wanted not in offered:
-            can = ", ".join(sorted(str(g) for g in offered)) or "nothing"
-            raise loaded.error(
-                f"guarantee {wanted.value} cannot be given by {spec.kind} {spec.type!r} "
-                f"(it supports: {can})",
-                (*path, "guarantee"),
-            )
+    parts = (pipeline.source, *pipeline.sinks)
+    short = [spec for spec in parts if wanted not in _offered(spec)]
+    if not short:
+        return
+    reasons = [
+        f"{spec.kind} {spec.type!r} supports "
+        + (f"only {', '.join(g.value for g in _offered(spec))}" if _offered(spec) else "none")
+        for spec in short
+    ]
+    common = [g.value for g in Guarantee if all(g in _offered(spec) for spec in parts)]
+    hint = f" (choose {' or '.join(common)})" if common else ""
+    raise loaded.error(
+        f"guarantee {wanted.value} cannot be given: {'; '.join(reasons)}{hint}",
+        (*path, "guarantee"),
+    )
 
 
 def parse_config(text: str, file: str = "<config>") -> OntoConfig:
     """Validate config ``text``; ``file`` names it in errors. Raises ``ConfigError``."""
     data, loaded = _parse_yaml(text, file)
     if not isinstance(data, dict):
-        raise loaded.error("expected a mapping with 'pipelines' at the top level", ())
+        raise loaded.error(
+            f"expected a mapping with 'pipelines' at the top level, got {_show(data)}", ()
+        )
     try:
         shape = _RootShape.model_validate(data)
     except ValidationError as exc:
-        _raise_validation(exc, loaded, (), _allowed_keys(tuple(exc.errors()[0]["loc"])))
-        raise
+        _raise_validation(exc, loaded, (), _allowed_keys)
     datastore = (
         _component("datastore", shape.datastore, loaded, ("datastore",))
         if shape.datastore is not None

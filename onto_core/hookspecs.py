@@ -29,4 +29,8 @@ def register_components(register: ComponentRegistrar) -> None:
     config's ``type:`` refers to; ``cls`` has a nested pydantic ``Config`` model and is
     constructed as ``cls(config)``. A name already taken by another plugin is refused with
     a warning naming both, and the first registration stays.
+
+    Called once per plugin, the first time onto needs a component. If it raises, the plugin
+    is skipped whole: what it registered before failing is withdrawn, and the failure is
+    logged as a warning and listed by ``onto plugins``.
     """

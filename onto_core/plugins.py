@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from onto_core import hookspecs
 from onto_core.errors import PluginError
+from onto_core.protocols import Guarantee
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -68,19 +69,38 @@ class ComponentInfo:
 
     @property
     def description(self) -> str:
+        """The first line of the class docstring."""
         doc = (self.cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
 
+    @property
+    def guarantees(self) -> list[str]:
+        """Delivery guarantees the component can give, weakest first."""
+        offered = {str(g) for g in getattr(self.cls, "guarantees", ())}
+        return [g.value for g in Guarantee if g.value in offered]
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The component as ``onto components --json`` prints it.
+
+        ``config_schema`` is the JSON schema of its settings; a component whose ``Config``
+        is missing or cannot be rendered gets ``null`` and an ``error`` saying why, so one
+        faulty plugin does not hide the others.
+        """
+        data: dict[str, Any] = {
             "kind": self.kind,
             "name": self.name,
             "plugin": self.plugin,
             "class": f"{self.cls.__module__}.{self.cls.__qualname__}",
             "description": self.description,
-            "guarantees": sorted(str(g) for g in getattr(self.cls, "guarantees", ())),
-            "config_schema": self.config_model.model_json_schema(),
+            "guarantees": self.guarantees,
         }
+        try:
+            data["config_schema"] = self.config_model.model_json_schema()
+        except PluginError as exc:
+            data.update(config_schema=None, error=exc.message)
+        except Exception as exc:  # a plugin's model that pydantic cannot render as a schema
+            data.update(config_schema=None, error=f"{type(exc).__name__}: {exc}")
+        return data
 
 
 @dataclass
@@ -152,6 +172,8 @@ class _Hub:
         self.components: dict[tuple[str, str], ComponentInfo] = {}
         self.plugins: dict[str, PluginInfo] = {}
         self.failed: dict[str, str] = {}
+        # Installed plugins left out by ONTO_LOAD_PLUGINS, named in "unknown type" errors.
+        self.skipped: list[str] = []
 
     def load(self) -> pluggy.PluginManager:
         with self.lock:
@@ -174,8 +196,19 @@ class _Hub:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist is not None else None
             if wanted is not None and ep.name not in wanted and dist not in wanted:
+                self.skipped.append(ep.name)
                 continue
-            if pm.get_plugin(ep.name) is not None or ep.name in self.failed:
+            if ep.name in self.failed:
+                continue
+            if pm.get_plugin(ep.name) is not None:
+                taken = self.plugins[ep.name].distribution if ep.name in self.plugins else None
+                log.warning(
+                    "plugin %r (distribution %s) was skipped: the name is already taken by "
+                    "distribution %s",
+                    ep.name,
+                    dist or "unknown",
+                    taken or "unknown",
+                )
                 continue
             try:
                 module = ep.load()
@@ -194,18 +227,32 @@ class _Hub:
             self.plugins[ep.name] = PluginInfo(ep.name, dist, version)
 
     def _collect(self, pm: pluggy.PluginManager, name: str, plugin: object) -> None:
+        """Record ``plugin``'s hooks and call its ``register_components``.
+
+        A plugin whose ``register_components`` raises is skipped whole: the components it
+        registered before failing are withdrawn and it is unregistered, as if it had failed
+        to import.
+        """
         info = self.plugins.setdefault(name, PluginInfo(name, None, None))
         info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
-        impl = getattr(plugin, "register_components", None)
-        if impl is None:
+        impls = [i for i in pm.hook.register_components.get_hookimpls() if i.plugin is plugin]
+        if not impls:
             return
         registrar = ComponentRegistrar(name, self.components)
         try:
-            impl(register=registrar)
-        except Exception as exc:
+            for impl in impls:
+                impl.function(register=registrar)
+        except Exception as exc:  # a broken plugin must never take the host down
             reason = f"register_components raised {type(exc).__name__}: {exc}"
+            for component in registrar.registered:
+                del self.components[(component.kind, component.name)]
+            pm.unregister(plugin)
+            del self.plugins[name]
             self.failed[name] = reason
-            log.warning("plugin %r failed to register its components: %s", name, reason)
+            log.warning(
+                "plugin %r failed to register its components and was skipped: %s", name, reason
+            )
+            return
         info.components = [f"{c.kind}:{c.name}" for c in registrar.registered]
 
 
@@ -273,6 +320,11 @@ def get_component(kind: ComponentKind, name: str) -> ComponentInfo:
     message = f"unknown {kind} type {name!r}; known: {', '.join(known) or 'none'}"
     if hint:
         message += f" (did you mean {hint!r}?)"
+    elif _hub.skipped:
+        message += (
+            f"; installed plugins not loaded because of ONTO_LOAD_PLUGINS: "
+            f"{', '.join(sorted(_hub.skipped))}"
+        )
     raise PluginError(message)
 
 
@@ -281,6 +333,8 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
 
     Its components become available at once, as if it had come through an entry point;
     useful when embedding onto in an application, and in tests. Returns the plugin's name.
+    ``PluginError`` if the name is taken or its ``register_components`` raises (the plugin
+    is then left unregistered).
     """
     pm = _hub.load()
     with _hub.lock:
@@ -288,6 +342,9 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
         if registered is None:
             raise PluginError(f"plugin {name or plugin!r} is already registered or blocked")
         _hub._collect(pm, registered, plugin)
+        reason = _hub.failed.pop(registered, None)
+        if reason is not None:
+            raise PluginError(f"plugin {registered!r} was not registered: {reason}")
         return registered
 
 

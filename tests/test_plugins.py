@@ -1,0 +1,535 @@
+"""Plugin discovery and loading.
+
+The first half installs the distributions in ``tests/plugins/`` for real and runs the
+``onto`` command against them; the second half feeds the plugin manager fake entry points.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import subprocess
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from onto_core import plugins
+from onto_core.config import parse_config
+from onto_core.errors import ConfigError, PluginError
+from onto_core.hookspecs import hookimpl
+from onto_core.protocols import Guarantee
+
+OntoCommand = Callable[..., subprocess.CompletedProcess[str]]  # the ``onto`` fixture
+
+SAMPLE_PIPELINE = """\
+pipelines:
+  counted:
+    source: {type: sample_counter, count: 4, start: 10, label: demo}
+    sinks:
+      - {type: sample_collect, path: ./collected.jsonl, token: "${SAMPLE_TOKEN:unset}"}
+"""
+
+
+def plugin_entries(stdout: str) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in json.loads(stdout)}
+
+
+# --- real installed distributions -------------------------------------------------------
+
+
+def test_installed_plugin_is_listed_with_version_and_components(
+    onto: OntoCommand, installed_plugins: Path
+) -> None:
+    done = onto("plugins", "--json", plugins=installed_plugins)
+    assert done.returncode == 0, done.stderr
+    sample = plugin_entries(done.stdout)["sample"]
+    assert sample == {
+        "name": "sample",
+        "distribution": "onto-sample",
+        "version": "1.2.3",
+        "hooks": ["register_components"],
+        "components": ["source:sample_counter", "sink:sample_collect"],
+    }
+
+
+def test_broken_plugin_is_skipped_with_a_warning_naming_it(
+    onto: OntoCommand, installed_plugins: Path
+) -> None:
+    done = onto("plugins", "--json", plugins=installed_plugins)
+    assert done.returncode == 0, done.stderr
+    listed = plugin_entries(done.stdout)
+    assert listed["broken"] == {
+        "name": "broken",
+        "error": "ImportError: onto_broken needs the 'frobnicate' package, which is not installed",
+    }
+    assert "builtin" in listed
+    assert "sample" in listed
+    (warning,) = [line for line in done.stderr.splitlines() if "WARNING" in line]
+    assert "plugin 'broken' (distribution onto-broken) failed to load and was skipped" in warning
+
+
+def test_broken_plugin_shows_as_failed_in_the_table(
+    onto: OntoCommand, installed_plugins: Path
+) -> None:
+    done = onto("plugins", plugins=installed_plugins)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
+    assert "FAILED: ImportError: onto_broken needs the 'frobnicate' package" in rows["broken"]
+    assert rows["sample"].split()[:3] == ["sample", "1.2.3", "register_components"]
+
+
+def test_pipeline_of_plugin_components_delivers_every_message(
+    onto: OntoCommand, installed_plugins: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "onto.yaml").write_text(SAMPLE_PIPELINE, encoding="utf-8")
+    done = onto("run", "onto.yaml", plugins=installed_plugins)
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "collected.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"label": "demo", "n": n} for n in (10, 11, 12, 13)
+    ]
+
+
+def test_plugin_component_settings_are_validated_and_secrets_redacted(
+    onto: OntoCommand, installed_plugins: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "onto.yaml").write_text(SAMPLE_PIPELINE, encoding="utf-8")
+    done = onto(
+        "validate",
+        "--show",
+        "onto.yaml",
+        plugins=installed_plugins,
+        env={"SAMPLE_TOKEN": "tok-8f3a", "ONTO_LOAD_PLUGINS": "sample"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tok-8f3a" not in done.stdout
+    assert "      token: '***'\n" in done.stdout
+    assert "      path: ./collected.jsonl\n" in done.stdout
+
+
+def test_plugin_component_with_unknown_setting_names_its_settings(
+    onto: OntoCommand, installed_plugins: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "onto.yaml").write_text(
+        SAMPLE_PIPELINE.replace("start: 10", "begin: 10"), encoding="utf-8"
+    )
+    done = onto("validate", "onto.yaml", plugins=installed_plugins)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "error: onto.yaml:3: pipelines.counted.source.begin: unknown key; "
+        "expected one of: count, label, start, type"
+    )
+
+
+def test_plugin_components_are_listed_with_their_schema(
+    onto: OntoCommand, installed_plugins: Path
+) -> None:
+    done = onto(
+        "components",
+        "--json",
+        "--kind",
+        "sink",
+        plugins=installed_plugins,
+        env={"ONTO_LOAD_PLUGINS": "sample"},
+    )
+    assert done.returncode == 0, done.stderr
+    (collect,) = [c for c in json.loads(done.stdout) if c["name"] == "sample_collect"]
+    assert collect["plugin"] == "sample"
+    assert collect["class"] == "onto_sample.SampleCollectSink"
+    assert collect["config_schema"]["required"] == ["path"]
+    assert set(collect["config_schema"]["properties"]) == {"path", "token", "sort_keys"}
+
+
+def test_load_plugins_names_the_only_plugins_to_load(
+    onto: OntoCommand, installed_plugins: Path
+) -> None:
+    done = onto("plugins", "--json", plugins=installed_plugins, env={"ONTO_LOAD_PLUGINS": "sample"})
+    assert done.returncode == 0, done.stderr
+    assert list(plugin_entries(done.stdout)) == ["builtin", "sample"]
+    assert "broken" not in done.stderr
+
+
+def test_load_plugins_accepts_distribution_names(
+    onto: OntoCommand, installed_plugins: Path
+) -> None:
+    done = onto(
+        "plugins",
+        "--json",
+        plugins=installed_plugins,
+        env={"ONTO_LOAD_PLUGINS": " onto-sample , not-installed "},
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(plugin_entries(done.stdout)) == ["builtin", "sample"]
+
+
+def test_empty_load_plugins_loads_only_the_builtins(
+    onto: OntoCommand, installed_plugins: Path
+) -> None:
+    done = onto("plugins", "--json", plugins=installed_plugins, env={"ONTO_LOAD_PLUGINS": ""})
+    assert done.returncode == 0, done.stderr
+    assert list(plugin_entries(done.stdout)) == ["builtin"]
+    assert done.stderr == ""
+
+
+def test_type_from_a_plugin_left_out_is_unknown_and_says_why(
+    onto: OntoCommand, installed_plugins: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "onto.yaml").write_text(SAMPLE_PIPELINE, encoding="utf-8")
+    done = onto("validate", "onto.yaml", plugins=installed_plugins, env={"ONTO_LOAD_PLUGINS": ""})
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(
+        "error: onto.yaml:3: pipelines.counted.source.type: unknown source type "
+        "'sample_counter'; known: "
+    )
+    assert line.endswith(
+        "; installed plugins not loaded because of ONTO_LOAD_PLUGINS: broken, sample"
+    )
+
+
+def test_misspelt_plugin_type_gets_a_suggestion(
+    onto: OntoCommand, installed_plugins: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "onto.yaml").write_text(
+        SAMPLE_PIPELINE.replace("sample_collect", "sample_colect"), encoding="utf-8"
+    )
+    done = onto(
+        "validate", "onto.yaml", plugins=installed_plugins, env={"ONTO_LOAD_PLUGINS": "sample"}
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: onto.yaml:5: pipelines.counted.sinks[0].type: unknown sink")
+    assert line.endswith("(did you mean 'sample_collect'?)")
+
+
+# --- the plugin manager with fake entry points ------------------------------------------
+
+
+@dataclass
+class FakeDistribution:
+    name: str
+    version: str = "0.1"
+
+
+@dataclass
+class FakeEntryPoint:
+    """Stands in for ``importlib.metadata.EntryPoint``; counts how often it is loaded."""
+
+    name: str
+    module: types.ModuleType | Exception
+    dist: FakeDistribution | None = None
+    group: str = "onto"
+    loads: int = field(default=0, init=False)
+
+    def load(self) -> types.ModuleType:
+        self.loads += 1
+        if isinstance(self.module, Exception):
+            raise self.module
+        return self.module
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def component(name: str, *, with_config: bool = True) -> type:
+    """A component class called ``name`` that validates an empty settings block."""
+    body: dict[str, Any] = {"guarantees": frozenset(Guarantee), "__doc__": f"The {name}."}
+    if with_config:
+        body["Config"] = Settings
+    return type(name, (), body)
+
+
+def plugin_module(name: str, add: Callable[[plugins.ComponentRegistrar], None]) -> Any:
+    """A plugin module whose ``register_components`` hands the registrar to ``add``."""
+    module = types.ModuleType(name)
+
+    @hookimpl
+    def register_components(register: plugins.ComponentRegistrar) -> None:
+        add(register)
+
+    module.register_components = register_components  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.fixture
+def entry_points(
+    monkeypatch: pytest.MonkeyPatch, onto_plugins_reset: None
+) -> Callable[..., list[FakeEntryPoint]]:
+    """``entry_points(*fakes)`` makes the plugin manager find exactly ``fakes``."""
+    monkeypatch.delenv("ONTO_LOAD_PLUGINS", raising=False)
+    found: list[FakeEntryPoint] = []
+
+    def fake(**params: Any) -> Iterable[FakeEntryPoint]:
+        assert params == {"group": "onto"}
+        return list(found)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake)
+
+    def install(*fakes: FakeEntryPoint) -> list[FakeEntryPoint]:
+        found.extend(fakes)
+        return found
+
+    return install
+
+
+def sinks_named(*names: str) -> Callable[[plugins.ComponentRegistrar], None]:
+    def register(registrar: plugins.ComponentRegistrar) -> None:
+        for name in names:
+            registrar.sink(name, component(f"{name.title()}Sink"))
+
+    return register
+
+
+def test_loading_is_lazy_and_happens_once(entry_points: Callable[..., Any]) -> None:
+    (alpha,) = entry_points(FakeEntryPoint("alpha", plugin_module("alpha", sinks_named("a"))))
+    assert alpha.loads == 0
+
+    assert plugins.get_component("sink", "a").plugin == "alpha"
+    plugins.list_plugins()
+    plugins.list_components()
+    plugins.get_plugin_manager()
+    plugins.failed_plugins()
+
+    assert alpha.loads == 1
+
+
+def test_reset_forgets_loaded_plugins(entry_points: Callable[..., Any]) -> None:
+    (alpha,) = entry_points(FakeEntryPoint("alpha", plugin_module("alpha", sinks_named("a"))))
+    plugins.list_plugins()
+    plugins.reset()
+    plugins.list_plugins()
+    assert alpha.loads == 2
+
+
+def test_plugin_info_comes_from_its_distribution(entry_points: Callable[..., Any]) -> None:
+    entry_points(
+        FakeEntryPoint(
+            "alpha",
+            plugin_module("alpha", sinks_named("a", "b")),
+            FakeDistribution("onto-a", "2.0"),
+        )
+    )
+    (_, alpha) = plugins.list_plugins()
+    assert alpha.to_dict() == {
+        "name": "alpha",
+        "distribution": "onto-a",
+        "version": "2.0",
+        "hooks": ["register_components"],
+        "components": ["sink:a", "sink:b"],
+    }
+
+
+def test_load_plugins_filters_by_entry_point_or_distribution_name(
+    entry_points: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alpha, beta, gamma = entry_points(
+        FakeEntryPoint("alpha", plugin_module("alpha", sinks_named("a"))),
+        FakeEntryPoint("beta", plugin_module("beta", sinks_named("b")), FakeDistribution("onto-b")),
+        FakeEntryPoint("gamma", plugin_module("gamma", sinks_named("c"))),
+    )
+    monkeypatch.setenv("ONTO_LOAD_PLUGINS", "alpha,onto-b")
+
+    assert [p.name for p in plugins.list_plugins()] == ["builtin", "alpha", "beta"]
+    assert (alpha.loads, beta.loads, gamma.loads) == (1, 1, 0)
+
+
+def test_empty_load_plugins_loads_none(
+    entry_points: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (alpha,) = entry_points(FakeEntryPoint("alpha", plugin_module("alpha", sinks_named("a"))))
+    monkeypatch.setenv("ONTO_LOAD_PLUGINS", "")
+
+    assert [p.name for p in plugins.list_plugins()] == ["builtin"]
+    assert alpha.loads == 0
+    with pytest.raises(PluginError) as caught:
+        plugins.get_component("sink", "a")
+    assert caught.value.message.endswith(
+        "; installed plugins not loaded because of ONTO_LOAD_PLUGINS: alpha"
+    )
+
+
+def test_duplicate_component_name_keeps_the_first_and_warns_naming_both(
+    entry_points: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    entry_points(
+        FakeEntryPoint("alpha", plugin_module("alpha", sinks_named("shared", "a"))),
+        FakeEntryPoint("beta", plugin_module("beta", sinks_named("shared", "b"))),
+    )
+    with caplog.at_level(logging.WARNING, logger="onto.plugins"):
+        info = plugins.get_component("sink", "shared")
+
+    assert info.plugin == "alpha"
+    assert [r.getMessage() for r in caplog.records] == [
+        "plugin 'beta' registers sink 'shared', already registered by plugin 'alpha'; "
+        "keeping the first"
+    ]
+    beta = {p.name: p for p in plugins.list_plugins()}["beta"]
+    assert beta.components == ["sink:b"]
+
+
+def test_plugin_that_fails_to_import_is_reported_and_skipped(
+    entry_points: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    entry_points(
+        FakeEntryPoint("broken", ImportError("No module named 'grpc'"), FakeDistribution("onto-x")),
+        FakeEntryPoint("alpha", plugin_module("alpha", sinks_named("a"))),
+    )
+    with caplog.at_level(logging.WARNING, logger="onto.plugins"):
+        names = [p.name for p in plugins.list_plugins()]
+
+    assert names == ["builtin", "alpha"]
+    assert plugins.failed_plugins() == {"broken": "ImportError: No module named 'grpc'"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "plugin 'broken' (distribution onto-x) failed to load and was skipped: "
+        "ImportError: No module named 'grpc'"
+    ]
+
+
+def test_plugin_whose_registration_raises_is_reported_and_skipped(
+    entry_points: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    def half_then_fail(registrar: plugins.ComponentRegistrar) -> None:
+        registrar.sink("half", component("HalfSink"))
+        raise RuntimeError("missing API key")
+
+    entry_points(
+        FakeEntryPoint("faulty", plugin_module("faulty", half_then_fail)),
+        FakeEntryPoint("alpha", plugin_module("alpha", sinks_named("a"))),
+    )
+    with caplog.at_level(logging.WARNING, logger="onto.plugins"):
+        names = [p.name for p in plugins.list_plugins()]
+
+    assert names == ["builtin", "alpha"]
+    reason = "register_components raised RuntimeError: missing API key"
+    assert plugins.failed_plugins() == {"faulty": reason}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"plugin 'faulty' failed to register its components and was skipped: {reason}"
+    ]
+    assert plugins.get_plugin_manager().get_plugin("faulty") is None
+    with pytest.raises(PluginError, match="unknown sink type 'half'"):
+        plugins.get_component("sink", "half")
+    assert plugins.get_component("sink", "a").plugin == "alpha"
+
+
+def test_plugin_name_taken_by_another_is_skipped_with_a_warning(
+    entry_points: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    (impostor,) = entry_points(
+        FakeEntryPoint(
+            "builtin", plugin_module("impostor", sinks_named("x")), FakeDistribution("x")
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="onto.plugins"):
+        names = [p.name for p in plugins.list_plugins()]
+
+    assert names == ["builtin"]
+    assert impostor.loads == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "plugin 'builtin' (distribution x) was skipped: the name is already taken by "
+        "distribution onto-core"
+    ]
+
+
+def test_hook_implementation_may_use_another_function_name(
+    entry_points: Callable[..., Any],
+) -> None:
+    module = types.ModuleType("renamed")
+
+    @hookimpl(specname="register_components")
+    def add_my_sinks(register: plugins.ComponentRegistrar) -> None:
+        register.sink("renamed", component("RenamedSink"))
+
+    module.add_my_sinks = add_my_sinks  # type: ignore[attr-defined]
+    entry_points(FakeEntryPoint("renamed", module))
+
+    assert plugins.get_component("sink", "renamed").plugin == "renamed"
+
+
+def test_unknown_component_lists_the_known_ones_and_the_closest(
+    onto_plugins_reset: None,
+) -> None:
+    with pytest.raises(PluginError) as caught:
+        plugins.get_component("sink", "stdot")
+    known = ", ".join(c.name for c in plugins.list_components("sink"))
+    assert caught.value.message == (
+        f"unknown sink type 'stdot'; known: {known} (did you mean 'stdout'?)"
+    )
+
+
+def test_component_without_config_model_is_listed_and_refused_by_configs(
+    entry_points: Callable[..., Any],
+) -> None:
+    def register(registrar: plugins.ComponentRegistrar) -> None:
+        registrar.sink("bare", component("BareSink", with_config=False))
+
+    entry_points(FakeEntryPoint("alpha", plugin_module("alpha", register)))
+
+    listed = plugins.get_component("sink", "bare").to_dict()
+    assert listed["config_schema"] is None
+    assert listed["error"] == "sink 'bare' from plugin 'alpha' has no nested pydantic Config model"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            "pipelines:\n  p:\n    source: {type: generate}\n    sinks: [{type: bare}]\n",
+            file="onto.yaml",
+        )
+    assert str(caught.value) == (
+        "onto.yaml:4: pipelines.p.sinks[0].type: sink 'bare' from plugin 'alpha' has no "
+        "nested pydantic Config model"
+    )
+
+
+class GreetingSink:
+    """Collects greetings."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(Guarantee)
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        greeting: str = "hello"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+
+def test_plugin_component_builds_from_a_config(entry_points: Callable[..., Any]) -> None:
+    def register(registrar: plugins.ComponentRegistrar) -> None:
+        registrar.sink("greeting", GreetingSink)
+
+    entry_points(FakeEntryPoint("alpha", plugin_module("alpha", register)))
+
+    config = parse_config(
+        "pipelines:\n  p:\n    source: {type: generate}\n"
+        "    sinks: [{type: greeting, greeting: hi}]\n    guarantee: at_most_once\n"
+    )
+    sink = config.pipelines["p"].sinks[0].build()
+    assert isinstance(sink, GreetingSink)
+    assert sink.config.greeting == "hi"
+
+
+def test_plugin_registered_from_code_that_fails_is_refused(
+    entry_points: Callable[..., Any],
+) -> None:
+    class Faulty:
+        @hookimpl
+        def register_components(self, register: plugins.ComponentRegistrar) -> None:
+            register.sink("half", component("HalfSink"))
+            raise RuntimeError("no credentials")
+
+    with pytest.raises(PluginError) as caught:
+        plugins.register_plugin(Faulty(), name="faulty")
+
+    assert caught.value.message == (
+        "plugin 'faulty' was not registered: register_components raised RuntimeError: "
+        "no credentials"
+    )
+    assert "faulty" not in [p.name for p in plugins.list_plugins()]
+    assert plugins.failed_plugins() == {}
+    with pytest.raises(PluginError, match="unknown sink type 'half'"):
+        plugins.get_component("sink", "half")
