@@ -108,6 +108,13 @@ class RuntimeSettings(_Strict):
     stats_interval: float = Field(
         0, ge=0, description="Seconds between metric log lines; 0 logs them only at exit."
     )
+    freeze_gc: bool = Field(
+        True,
+        description=(
+            "After start-up, move every object alive then out of the garbage collector's"
+            " reach (gc.freeze), so collections scan only what pipelines allocate."
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class MemoryChannel:
         self.messages: list[Message] = []
         self.acked: list[Message] = []
         self.nacked: list[tuple[Message, BaseException]] = []
-        self._pending: deque[Message] = deque()
+        self._pending: deque[Any] = deque()  # values or messages; wrapped when taken
         self._closed = False
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -36,8 +36,7 @@ class MemoryChannel:
     def put(self, *values: Any) -> None:
         """Queue values (or ready-made messages) for readers of this channel."""
         with self._lock:
-            for value in values:
-                self._pending.append(value if isinstance(value, Message) else Message(value))
+            self._pending.extend(values)
             self._wake()
 
     def close(self) -> None:
@@ -62,7 +61,8 @@ class MemoryChannel:
             if not self._pending:
                 return None if self._closed else []
             count = min(limit, len(self._pending))
-            return [self._pending.popleft() for _ in range(count)]
+            taken = [self._pending.popleft() for _ in range(count)]
+        return [v if isinstance(v, Message) else Message(v) for v in taken]
 
     async def wait(self) -> None:
         loop = asyncio.get_running_loop()
@@ -163,9 +163,16 @@ class MemorySink:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
         channel: str = Field("default", description="Channel to append to.")
+        keep_last: int | None = Field(
+            None, ge=1, description="Keep only the newest N messages (null keeps all)."
+        )
 
     def __init__(self, config: Config) -> None:
         self.channel = channel(config.channel)
+        self.keep_last = config.keep_last
 
     async def write(self, messages: list[Message]) -> None:
-        self.channel.messages.extend(messages)
+        kept = self.channel.messages
+        kept.extend(messages)
+        if self.keep_last is not None and len(kept) > self.keep_last:
+            del kept[: len(kept) - self.keep_last]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -86,6 +87,11 @@ class Runtime:
                 for runner in self.runners.values():
                     started.append(runner)
                     await runner.start()
+                if self.config.runtime.freeze_gc:
+                    # Start-up objects (modules, models, bootstrapped views) live as long as
+                    # the process; without this every full collection walks them all again.
+                    gc.collect()
+                    gc.freeze()
                 with self._signals(handle_signals):
                     await self._run_all()
             finally:
