@@ -24,7 +24,7 @@ import yaml
 from onto_core.__about__ import __version__
 from onto_core.config import OntoConfig, load_config
 from onto_core.errors import ConfigError, OntoError, PluginError
-from onto_core.plugins import failed_plugins, list_components, list_plugins
+from onto_core.plugins import ComponentInfo, failed_plugins, list_components, list_plugins
 
 __all__ = ["main"]
 
@@ -180,33 +180,66 @@ def plugins(as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, with each config schema.")
+@click.option("--markdown", is_flag=True, help="Print the reference as Markdown (for docs/).")
 @click.option(
     "--kind", type=click.Choice(["source", "processor", "sink", "datastore"]), default=None
 )
-def components(as_json: bool, kind: Any) -> None:
+def components(as_json: bool, markdown: bool, kind: Any) -> None:
     """List every component type a config can name, with its settings."""
     found = list_components(kind)
     if as_json:
         click.echo(json.dumps([c.to_dict() for c in found], indent=2, default=str))
+        return
+    if markdown:
+        click.echo(components_markdown(found), nl=False)
         return
     for c in found:
         click.echo(f"{c.kind} {c.name}  ({c.plugin})")
         click.echo(f"  {c.description}")
         if c.guarantees:
             click.echo(f"  guarantees: {', '.join(c.guarantees)}")
-        try:
-            fields = c.config_model.model_fields
-        except PluginError as exc:
-            click.echo(f"  settings unknown: {exc.message}")
-            fields = {}
-        for field_name, field in fields.items():
-            default = (
-                "required"
-                if field.is_required()
-                else f"default {_yaml_value(field.get_default(call_default_factory=True))}"
-            )
-            click.echo(f"  - {field_name} ({default}): {field.description or ''}")
+        for field_name, default, description in _settings(c):
+            click.echo(f"  - {field_name} ({default}): {description}")
         click.echo()
+
+
+def _settings(component: ComponentInfo) -> list[tuple[str, str, str]]:
+    """(name, "required" or "default X", description) for each setting of ``component``."""
+    try:
+        fields = component.config_model.model_fields
+    except PluginError as exc:
+        return [("?", "unknown", exc.message)]
+    return [
+        (
+            name,
+            "required"
+            if field.is_required()
+            else f"default {_yaml_value(field.get_default(call_default_factory=True))}",
+            field.description or "",
+        )
+        for name, field in fields.items()
+    ]
+
+
+def components_markdown(found: list[ComponentInfo]) -> str:
+    """The component reference as Markdown, from the same specs that validate configs."""
+    lines = [
+        "# Components",
+        "",
+        "Every component type a config can name, with its settings. Generated from each",
+        "component's `Config` model by `onto components --markdown`; do not edit by hand.",
+        "",
+    ]
+    for c in found:
+        lines += [f"## {c.kind} `{c.name}`", "", f"{c.description} (plugin: `{c.plugin}`)", ""]
+        if c.guarantees:
+            lines += [f"Guarantees: {', '.join(f'`{g}`' for g in c.guarantees)}.", ""]
+        settings = _settings(c)
+        if settings:
+            lines += ["| setting | default | meaning |", "|---|---|---|"]
+            lines += [f"| `{n}` | {d.removeprefix('default ')} | {m} |" for n, d, m in settings]
+            lines.append("")
+    return "\n".join(lines)
 
 
 def _yaml_value(value: Any) -> str:

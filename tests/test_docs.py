@@ -126,3 +126,18 @@ def test_every_config_key_is_in_the_reference_with_its_default(key: str, field: 
     row = re.search(rf"^\| `{re.escape(key)}` \| (?P<default>[^|]+) \|", CONFIGURATION, re.M)
     assert row, f"docs/configuration.md has no table row for `{key}`"
     assert row["default"].strip() == written(field)
+
+
+def test_component_reference_matches_the_component_specs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/components.md is what ``onto components --markdown`` prints for the built-ins."""
+    from onto_core import plugins
+    from onto_core.cli import components_markdown
+
+    monkeypatch.setenv("ONTO_LOAD_PLUGINS", "")
+    plugins.reset()
+    try:
+        expected = components_markdown(plugins.list_components())
+    finally:
+        plugins.reset()
+    written = (Path(__file__).parents[1] / "docs" / "components.md").read_text()
+    assert written == expected, "regenerate: ONTO_LOAD_PLUGINS= onto components --markdown"

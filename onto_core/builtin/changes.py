@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from onto_core.errors import DatastoreError, SourceError
 from onto_core.models.datastore import Change, Datastore
@@ -54,7 +54,10 @@ class ChangesSource:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
         collections: list[str] | None = Field(
-            None, description="Collections to follow; null follows every collection."
+            None,
+            description="Collections to follow (may be written `models`); null follows all.",
+            # ``models`` reads better when the collections hold domain models.
+            validation_alias=AliasChoices("collections", "models"),
         )
         cursor: str | None = Field(
             None,
