@@ -35,7 +35,7 @@ def test_meeting_room_demo_shows_attendance_changes_reaching_every_participant(
     assert done.returncode == 0, done.stderr
     assert "joshua leaves; the meeting's views are recomputed" in done.stdout
     views = [json.loads(line)["value"] for line in (tmp_path / "sessions.jsonl").open()]
-    assert len(views) == 12  # 3 participants × (start + 3 changes)
+    assert len(views) == 12  # 3 participants, at the start and after each of 3 changes
     after_tijuana_left = views[6:9]
     assert {v["key"] for v in after_tijuana_left} == {
         "meeting-1/joshua",
