@@ -7,7 +7,6 @@ be JSON-serializable and what comes out is always a fresh copy.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,14 +15,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from onto_core.errors import ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeOp
+from onto_core.models.datastore import Change, ChangeListeners, ChangeOp
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import DocKey, Transaction, run_transaction
 
 __all__ = ["MemoryDatastore"]
 
 R = TypeVar("R")
-log = logging.getLogger("onto.memory")
 
 
 def _encode(data: dict[str, Any], key: DocKey) -> str:
@@ -45,7 +43,7 @@ class MemoryDatastore:
         self._cursors: dict[str, int] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._listeners: list[Callable[[Change], None]] = []
+        self._listeners = ChangeListeners()
 
     def open(self) -> None:
         pass
@@ -109,25 +107,11 @@ class MemoryDatastore:
                 self._changes.append(change)
                 committed.append(change)
             self._changed.notify_all()
-            listeners = list(self._listeners)
-        for change in committed:
-            for listener in listeners:
-                try:
-                    listener(change)
-                except Exception:  # a listener must never fail the write
-                    log.exception("change listener %r failed on seq %d", listener, change.seq)
+        self._listeners.notify(committed)
 
     def watch(self, listener: Callable[[Change], None]) -> Callable[[], None]:
         """Call ``listener(change)`` after every write; returns a function that stops it."""
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unwatch() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unwatch
+        return self._listeners.add(listener)
 
     def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
         self.commit({}, {(collection, doc_id): data})

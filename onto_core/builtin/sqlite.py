@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from onto_core.errors import ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeOp
+from onto_core.models.datastore import Change, ChangeListeners, ChangeOp
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import DocKey, Transaction, run_transaction
 
@@ -88,7 +88,7 @@ class SqliteDatastore:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified on every write here
-        self._listeners: list[ChangeListener] = []
+        self._listeners = ChangeListeners()
 
     def __repr__(self) -> str:
         return f"SqliteDatastore({str(self.path)!r})"
@@ -362,30 +362,16 @@ class SqliteDatastore:
         The listener runs in the writer's thread and must return quickly; an exception
         from it is logged and never fails the write. Returns a function that stops it.
         """
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unwatch() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unwatch
+        return self._listeners.add(listener)
 
     def _notify(
         self, seq: int, collection: str, doc_id: str, op: ChangeOp, text: str | None, now: float
     ) -> None:
         with self._lock:
             self._changed.notify_all()
-            listeners = list(self._listeners)
-        if not listeners:
-            return
-        change = Change(seq, collection, doc_id, op, None if text is None else _decode(text), now)
-        for listener in listeners:
-            try:
-                listener(change)
-            except Exception:
-                log.exception("change listener %r failed on seq %d", listener, change.seq)
+        if self._listeners:
+            data = None if text is None else _decode(text)
+            self._listeners.notify([Change(seq, collection, doc_id, op, data, now)])
 
 
 def _encode(data: dict[str, Any], collection: str, doc_id: str) -> str:

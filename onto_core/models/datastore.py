@@ -8,6 +8,8 @@ build functions read through them directly, and async code calls them through
 from __future__ import annotations
 
 import enum
+import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -16,7 +18,9 @@ if TYPE_CHECKING:
     from onto_core.models.query import Condition
     from onto_core.models.transaction import Transaction
 
-__all__ = ["Change", "ChangeOp", "Datastore", "Documents"]
+__all__ = ["Change", "ChangeListeners", "ChangeOp", "Datastore", "Documents"]
+
+log = logging.getLogger("onto.datastore")
 
 R = TypeVar("R")
 
@@ -66,6 +70,44 @@ class Change:
             "data": self.data,
             "timestamp": self.timestamp,
         }
+
+
+class ChangeListeners:
+    """The listeners a datastore calls after each committed write (its ``watch`` method).
+
+    Thread-safe. Listeners run in the writer's thread and must return quickly; one that
+    raises is logged and never fails the write.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[Change], None]] = []
+
+    def add(self, listener: Callable[[Change], None]) -> Callable[[], None]:
+        """Start calling ``listener``; returns a function that stops it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def __bool__(self) -> bool:
+        return bool(self._listeners)
+
+    def notify(self, changes: Iterable[Change]) -> None:
+        """Call every listener with each of ``changes``, in order."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for change in changes:
+            for listener in listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    log.exception("change listener %r failed on seq %d", listener, change.seq)
 
 
 @runtime_checkable
