@@ -122,12 +122,14 @@ class ConflictError(DatastoreError):
 class ActionError(OntoError):
     """A client's action was refused: unknown view or action, a bad argument, or a rule.
 
-    ``field`` names the argument at fault when there is one. Nothing was written.
+    ``field`` names the argument at fault when there is one; ``not_found`` says the view,
+    key or action does not exist (a 404 rather than a 400). Nothing was written.
     """
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, not_found: bool = False) -> None:
         super().__init__(message)
         self.field = field
+        self.not_found = not_found
 
 
 class ShutdownTimeout(OntoError):

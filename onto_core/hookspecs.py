@@ -13,8 +13,9 @@ import pluggy
 
 if TYPE_CHECKING:
     from onto_core.plugins import ComponentRegistrar
+    from onto_core.runtime import Runtime
 
-__all__ = ["hookimpl", "hookspec", "register_components"]
+__all__ = ["hookimpl", "hookspec", "register_components", "runtime_started", "runtime_stopped"]
 
 hookspec = pluggy.HookspecMarker("onto")
 hookimpl = pluggy.HookimplMarker("onto")
@@ -33,4 +34,23 @@ def register_components(register: ComponentRegistrar) -> None:
     Called once per plugin, the first time onto needs a component. If it raises, the plugin
     is skipped whole: what it registered before failing is withdrawn, and the failure is
     logged as a warning and listed by ``onto plugins``.
+    """
+
+
+@hookspec
+def runtime_started(runtime: Runtime) -> None:
+    """Called once every component of every pipeline has started, before any is read.
+
+    The place to start what components share, such as one HTTP server for every web
+    transport configured on the same host and port: by now each has registered its
+    routes. Runs on the event loop's thread; return quickly (start threads for long work).
+    An exception stops the runtime before any message is read.
+    """
+
+
+@hookspec
+def runtime_stopped(runtime: Runtime) -> None:
+    """Called once every pipeline has stopped and its components are closed.
+
+    Stop what ``runtime_started`` started. Exceptions are logged, never raised.
     """

@@ -58,14 +58,19 @@ def hook_specs() -> list[Callable[..., Any]]:
 
 
 def test_hookspecs_are_found() -> None:
-    assert [f.__name__ for f in hook_specs()] == ["register_components"]
+    assert [f.__name__ for f in hook_specs()] == [
+        "register_components",
+        "runtime_started",
+        "runtime_stopped",
+    ]
 
 
 def test_signature_rendering() -> None:
-    (register_components,) = hook_specs()
+    register_components, runtime_started, _ = hook_specs()
     assert signature_line(register_components) == (
         "register_components(register: ComponentRegistrar) -> None"
     )
+    assert signature_line(runtime_started) == "runtime_started(runtime: Runtime) -> None"
 
 
 @pytest.mark.parametrize("spec", hook_specs(), ids=lambda f: f.__name__)

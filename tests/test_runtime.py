@@ -414,3 +414,32 @@ async def _until(condition: Any, timeout: float = 10) -> None:
 async def _wait_for_runner(runtime: Runtime, name: str) -> Any:
     await _until(lambda: name in runtime.runners)
     return runtime.runners[name]
+
+
+def test_runtime_hooks_run_after_every_component_started_and_after_all_closed() -> None:
+    calls: list[str] = []
+
+    class Lifecycle:
+        @hookimpl
+        def runtime_started(self, runtime: Runtime) -> None:
+            calls.append(f"started:{sorted(runtime.runners)}")
+
+        @hookimpl
+        def runtime_stopped(self, runtime: Runtime) -> None:
+            calls.append("stopped")
+
+    name = plugins.register_plugin(Lifecycle(), name="lifecycle-test")
+    try:
+        run(f"""
+pipelines:
+  a:
+    source: {{type: memory, messages: {values(2)}}}
+    sinks: [{{type: memory, channel: out}}]
+  b:
+    source: {{type: memory, messages: {values(2)}}}
+    sinks: [{{type: memory, channel: out}}]
+""")
+    finally:
+        plugins.unregister_plugin(name)
+    assert calls == ["started:['a', 'b']", "stopped"]
+    assert len(channel("out").messages) == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from onto_core.builtin.api import ApiProcessor, ReplySink
 from onto_core.builtin.changes import ChangesSource
 from onto_core.builtin.files import FileSink, StdoutSink
 from onto_core.builtin.generate import GenerateSource
@@ -14,6 +15,7 @@ from onto_core.hookspecs import hookimpl
 from onto_core.plugins import ComponentRegistrar
 
 __all__ = [
+    "ApiProcessor",
     "ChangesSource",
     "FileSink",
     "GenerateSource",
@@ -21,6 +23,7 @@ __all__ = [
     "MemoryDatastore",
     "MemorySink",
     "MemorySource",
+    "ReplySink",
     "SqliteDatastore",
     "StdoutSink",
     "ViewProcessor",
@@ -35,8 +38,10 @@ def register_components(register: ComponentRegistrar) -> None:
     register.source("changes", ChangesSource)
     register.processor("map", MapProcessor)
     register.processor("view", ViewProcessor)
+    register.processor("api", ApiProcessor)
     register.sink("memory", MemorySink)
     register.sink("stdout", StdoutSink)
     register.sink("file", FileSink)
+    register.sink("reply", ReplySink)
     register.datastore("sqlite", SqliteDatastore)
     register.datastore("memory", MemoryDatastore)

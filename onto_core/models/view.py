@@ -108,7 +108,11 @@ class ViewModel(BaseModel):
         fn = cls.actions.get(name)
         if fn is None:
             known = ", ".join(sorted(cls.actions)) or "none"
-            raise ActionError(f"{cls.view_name} has no action {name!r}; actions: {known}")
+            raise ActionError(
+                f"{cls.view_name} has no action {name!r}; actions: {known}",
+                field="action",
+                not_found=True,
+            )
         fields: dict[str, Any] = {}
         for param in list(inspect.signature(fn, eval_str=True).parameters.values())[1:]:
             default = ... if param.default is inspect.Parameter.empty else param.default
@@ -187,7 +191,7 @@ def run_action(
         with use_datastore(tx):
             view = find_view(cls, key)
             if view is None:
-                raise ActionError(f"{cls.view_name} {key!r} does not exist")
+                raise ActionError(f"{cls.view_name} {key!r} does not exist", not_found=True)
             fn(view, **validated.model_dump())
 
     try:

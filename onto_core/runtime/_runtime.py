@@ -14,7 +14,7 @@ from typing import Any
 from onto_core.config import ComponentSpec, OntoConfig
 from onto_core.errors import DatastoreError, OntoError, ShutdownTimeout
 from onto_core.models.datastore import Datastore
-from onto_core.plugins import get_component
+from onto_core.plugins import get_component, get_plugin_manager
 from onto_core.runtime._calls import as_async
 from onto_core.runtime._pipeline import PipelineRunner
 
@@ -87,6 +87,7 @@ class Runtime:
                 for runner in self.runners.values():
                     started.append(runner)
                     await runner.start()
+                get_plugin_manager().hook.runtime_started(runtime=self)
                 if self.config.runtime.freeze_gc:
                     # Start-up objects (modules, models, bootstrapped views) live as long as
                     # the process; without this every full collection walks them all again.
@@ -97,6 +98,10 @@ class Runtime:
             finally:
                 for runner in started:
                     await runner.close()
+                try:
+                    get_plugin_manager().hook.runtime_stopped(runtime=self)
+                except Exception:
+                    log.exception("a runtime_stopped hook failed")
         finally:
             if datastore is not None:
                 await as_async(datastore.close)()
