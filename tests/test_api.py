@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from onto_core.builtin.api import RequestSource
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.config import parse_config
 from onto_core.hookspecs import hookimpl
-from onto_core.runtime import Runtime
+from onto_core.testing import running
 
 SESSION = "examples.meeting_room.views:MeetingSession"
 sources: list[RequestSource] = []
@@ -54,28 +52,12 @@ pipelines:
     processors: [{type: api}]
     sinks: [{type: reply}]
 """)
-    loop = asyncio.new_event_loop()
-    runtime = Runtime(config, datastore=store)
-    started = threading.Event()
-
-    class Started:
-        @hookimpl
-        def runtime_started(self) -> None:
-            started.set()
-
-    hook = plugins.register_plugin(Started(), name="api-tests-started")
-    task = loop.create_task(runtime.run())
-    thread = threading.Thread(target=loop.run_until_complete, args=(task,))
     sources.clear()
-    thread.start()
     try:
-        assert started.wait(10), "the runtime did not start"
-        yield lambda request: sources[0].submit(request, timeout=10)
+        with running(config, datastore=store):
+            yield lambda request: sources[0].submit(request, timeout=10)
     finally:
-        asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(10)
-        thread.join(10)
-        loop.close()
-        plugins.unregister_plugin(hook)
+        store.close()
         plugins.unregister_plugin(name)
 
 

@@ -28,6 +28,7 @@ from onto_core.testing.conformance import (  # noqa: E402
     call,
     run,
 )
+from onto_core.testing.running import running  # noqa: E402
 
 __all__ = [
     "JSON_VALUES",
@@ -37,4 +38,5 @@ __all__ = [
     "SourceHarness",
     "call",
     "run",
+    "running",
 ]

@@ -1,0 +1,66 @@
+"""Running a whole runtime in a background thread, for tests that talk to it from outside."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from onto_core.config import OntoConfig, parse_config
+from onto_core.hookspecs import hookimpl
+from onto_core.plugins import register_plugin, unregister_plugin
+from onto_core.runtime import Runtime
+
+__all__ = ["running"]
+
+
+@contextlib.contextmanager
+def running(
+    config: OntoConfig | str, datastore: Any = None, timeout: float = 20.0
+) -> Iterator[Runtime]:
+    """Run ``config`` (a config or its YAML text) in a background thread.
+
+    Yields the runtime once every component has started (``runtime_started`` has run, so
+    shared servers listen), and stops it, draining, when the block ends. An error the
+    runtime raised is re-raised there.
+    """
+    parsed = parse_config(config, "test-config") if isinstance(config, str) else config
+    runtime = Runtime(parsed, datastore=datastore)
+    started = threading.Event()
+
+    class Started:
+        @hookimpl(trylast=True)
+        def runtime_started(self, runtime: Runtime) -> None:
+            started.set()
+
+    hook = register_plugin(Started(), name=f"onto-testing-running-{id(runtime)}")
+    loop = asyncio.new_event_loop()
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            loop.run_until_complete(runtime.run())
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=serve, name="onto-testing-runtime", daemon=True)
+    thread.start()
+    try:
+        if not started.wait(timeout):
+            raise TimeoutError(f"the runtime did not start within {timeout}s")
+        if errors:
+            raise errors[0]
+        yield runtime
+    finally:
+        if thread.is_alive() and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(timeout)
+        thread.join(timeout)
+        if not loop.is_running():
+            loop.close()
+        unregister_plugin(hook)
+    if errors:
+        raise errors[0]
