@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from onto_core.runtime._background import running
 from onto_core.runtime._calls import as_async, maybe_await
 from onto_core.runtime._metrics import PipelineMetrics
 from onto_core.runtime._pipeline import PipelineRunner
 from onto_core.runtime._runtime import Runtime, run
 
-__all__ = ["PipelineMetrics", "PipelineRunner", "Runtime", "as_async", "maybe_await", "run"]
+__all__ = [
+    "PipelineMetrics",
+    "PipelineRunner",
+    "Runtime",
+    "as_async",
+    "maybe_await",
+    "run",
+    "running",
+]

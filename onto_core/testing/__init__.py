@@ -19,6 +19,7 @@ import pytest
 # Before the import below, so failed asserts inside the suites show their values.
 pytest.register_assert_rewrite("onto_core.testing.conformance")
 
+from onto_core.runtime import running  # noqa: E402
 from onto_core.testing.conformance import (  # noqa: E402
     JSON_VALUES,
     DatastoreConformance,
@@ -28,7 +29,6 @@ from onto_core.testing.conformance import (  # noqa: E402
     call,
     run,
 )
-from onto_core.testing.running import running  # noqa: E402
 
 __all__ = [
     "JSON_VALUES",

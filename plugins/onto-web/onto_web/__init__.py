@@ -17,6 +17,7 @@ from onto_web.server import (
     get_server,
     reset_servers,
     running_servers,
+    start_claimed,
 )
 
 __all__ = [
@@ -37,12 +38,7 @@ __all__ = [
 
 @hookimpl
 def runtime_started(runtime: Any) -> None:
-    from onto_web.server import _servers, _servers_lock
-
-    with _servers_lock:
-        claimed = [s for s in _servers.values() if s.claimed_by]
-    for server in claimed:
-        server.start()
+    start_claimed()
 
 
 @hookimpl

@@ -20,7 +20,16 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from onto_web.auth import AuthConfig
 
-__all__ = ["WebEndpointConfig", "WebServer", "get_server", "reset_servers", "running_servers"]
+__all__ = [
+    "WebEndpointConfig",
+    "WebServer",
+    "all_servers",
+    "get_server",
+    "reset_servers",
+    "running_servers",
+    "serve_externally",
+    "start_claimed",
+]
 
 log = logging.getLogger("onto.web")
 T = TypeVar("T")
@@ -87,8 +96,10 @@ class WebServer:
                 return
             try:
                 server = make_server(self.host, self.port, self.app, threaded=True)
-            except OSError as exc:
-                raise OSError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
+            except (OSError, SystemExit) as exc:
+                # Werkzeug reports a busy port on stderr and exits; say which address instead.
+                reason = exc if isinstance(exc, OSError) else "the address is in use or refused"
+                raise OSError(f"cannot listen on {self.host}:{self.port}: {reason}") from None
             self.port = server.server_port
             self._server = server
             self._thread = threading.Thread(
@@ -118,6 +129,27 @@ class WebServer:
 
 _servers: dict[tuple[str, int], WebServer] = {}
 _servers_lock = threading.Lock()
+_external = False
+
+
+def serve_externally(enabled: bool) -> None:
+    """When enabled, the runtime does not listen itself: a WSGI server serves the apps."""
+    global _external
+    _external = enabled
+
+
+def start_claimed() -> None:
+    """Start every server some component claimed (unless served externally)."""
+    if _external:
+        return
+    for server in all_servers():
+        if server.claimed_by:
+            server.start()
+
+
+def all_servers() -> list[WebServer]:
+    with _servers_lock:
+        return list(_servers.values())
 
 
 def get_server(host: str, port: int) -> WebServer:

@@ -1,4 +1,4 @@
-"""Running a whole runtime in a background thread, for tests that talk to it from outside."""
+"""Running a whole runtime in a background thread: for embedding, WSGI servers and tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from onto_core.config import OntoConfig, parse_config
 from onto_core.hookspecs import hookimpl
 from onto_core.plugins import register_plugin, unregister_plugin
-from onto_core.runtime import Runtime
+from onto_core.runtime._runtime import Runtime
 
 __all__ = ["running"]
 
@@ -35,7 +35,7 @@ def running(
         def runtime_started(self, runtime: Runtime) -> None:
             started.set()
 
-    hook = register_plugin(Started(), name=f"onto-testing-running-{id(runtime)}")
+    hook = register_plugin(Started(), name=f"onto-running-{id(runtime)}")
     loop = asyncio.new_event_loop()
     errors: list[BaseException] = []
 
@@ -47,7 +47,7 @@ def running(
         finally:
             started.set()
 
-    thread = threading.Thread(target=serve, name="onto-testing-runtime", daemon=True)
+    thread = threading.Thread(target=serve, name="onto-runtime", daemon=True)
     thread.start()
     try:
         if not started.wait(timeout):
