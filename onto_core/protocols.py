@@ -119,7 +119,6 @@ class RuntimeContext:
     component: str
     log: logging.Logger
     datastore: Datastore | None = None
-    state: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
