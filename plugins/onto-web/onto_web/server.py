@@ -102,8 +102,12 @@ class WebServer:
                 raise OSError(f"cannot listen on {self.host}:{self.port}: {reason}") from None
             self.port = server.server_port
             self._server = server
+            # A short poll interval makes stop() return promptly instead of after 0.5 s.
             self._thread = threading.Thread(
-                target=server.serve_forever, name=f"onto-web-{self.port}", daemon=True
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"onto-web-{self.port}",
+                daemon=True,
             )
             self._thread.start()
         log.info("serving %s for %s", self.url, ", ".join(self.claimed_by) or "nothing yet")
