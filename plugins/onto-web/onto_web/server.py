@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from flask import Flask
 from pydantic import BaseModel, ConfigDict, Field
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from onto_web.auth import AuthConfig
 
@@ -47,6 +47,14 @@ class WebEndpointConfig(BaseModel):
     max_body_bytes: int = Field(
         1_000_000, ge=1, description="Largest request body accepted (larger ones get 413)."
     )
+
+
+class _RequestHandler(WSGIRequestHandler):
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        # A WebSocket session (simple-websocket) ends this way too: the connection is
+        # spent and must not be read again as HTTP, or the client's closing frames get a
+        # 400 response instead of the close it waits for.
+        self.close_connection = True
 
 
 class WebServer:
@@ -95,7 +103,9 @@ class WebServer:
             if self._server is not None:
                 return
             try:
-                server = make_server(self.host, self.port, self.app, threaded=True)
+                server = make_server(
+                    self.host, self.port, self.app, threaded=True, request_handler=_RequestHandler
+                )
             except (OSError, SystemExit) as exc:
                 # Werkzeug reports a busy port on stderr and exits; say which address instead.
                 reason = exc if isinstance(exc, OSError) else "the address is in use or refused"

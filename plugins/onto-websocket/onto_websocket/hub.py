@@ -1,0 +1,374 @@
+"""The Socket.IO server of one host and port, and the protocol it speaks.
+
+Every websocket component configured on the same host and port shares one ``SocketHub``:
+one Flask-SocketIO server mounted on the onto-web app, one set of event handlers. Sinks
+register the views clients may subscribe to; sources register the views clients may run
+actions on. The handlers look the view up by its name (``meeting_session``) and apply
+the registering component's ``auth`` settings.
+
+The protocol (docs/websocket.md is its reference):
+
+- connect, optionally with the auth payload ``{"token": "<bearer token>"}``;
+- ``subscribe {"view", "key"}`` → the current view as a ``view`` event, then the ack
+  ``{"ok": true}``; or an ``error`` event and the ack, both ``{"ok": false, "status",
+  "error", "field"}``;
+- ``unsubscribe {"view", "key"}`` → ack ``{"ok": true}``;
+- ``action {"view", "key", "action", "arguments"}`` → ack with the API answer
+  ``{"status", "body"}``.
+
+Each view key has a room named ``"{view}:{key}"``; a sink emits each update to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import request, send_from_directory
+from flask.typing import ResponseReturnValue
+from flask_socketio import ConnectionRefusedError, SocketIO  # type: ignore[import-untyped]
+
+from onto_core.errors import ActionError, ComponentError
+from onto_core.models.view import ViewModel
+from onto_web import Authenticator, AuthError, WebServer, bearer_token
+
+if TYPE_CHECKING:
+    from onto_websocket.sink import WebSocketSink
+    from onto_websocket.source import WebSocketSource
+
+__all__ = ["CLIENT_SCRIPT", "ClientError", "SocketHub", "hub_for", "key_error", "room_name"]
+
+log = logging.getLogger("onto.websocket")
+
+CLIENT_SCRIPT = Path(__file__).parent / "static" / "onto-socket.js"
+"""The browser client shipped with the plugin, served at ``/onto/socket.js``."""
+
+
+def room_name(view: str, key: str) -> str:
+    """The room every subscriber of view ``view`` at ``key`` is in: ``"{view}:{key}"``."""
+    return f"{view}:{key}"
+
+
+class ClientError(Exception):
+    """A client event that cannot be served: ``status`` as in HTTP, ``field`` at fault."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class _Subscribable:
+    view: type[ViewModel]
+    sink: WebSocketSink
+    auth: Authenticator
+    label: str
+    open: bool = True
+
+
+@dataclass
+class _Actionable:
+    view: type[ViewModel]
+    ref: str
+    source: WebSocketSource
+    auth: Authenticator
+    label: str
+    timeout: float
+    open: bool = True
+
+
+@dataclass
+class _Client:
+    token: str | None
+    principals: dict[str, str | None] = field(default_factory=dict)  # by component label
+
+
+class SocketHub:
+    """The Socket.IO server on one ``WebServer`` and the components it serves.
+
+    Made once per server by ``hub_for``; components call ``serve_views``,
+    ``accept_actions`` and ``serve_page`` while they start (before the server listens)
+    and ``withdraw`` when they close.
+    """
+
+    def __init__(self, server: WebServer, socketio: Any) -> None:
+        self.server = server
+        self.socketio = socketio
+        self._lock = threading.Lock()
+        self._subscribable: dict[str, _Subscribable] = {}
+        self._actionable: dict[str, _Actionable] = {}
+        self._clients: dict[str, _Client] = {}
+        self._components: dict[str, Authenticator] = {}
+        self._page: str | None = None
+        on = self.socketio.on_event
+        on("connect", self._on_connect)
+        on("disconnect", self._on_disconnect)
+        on("subscribe", self._on_subscribe)
+        on("unsubscribe", self._on_unsubscribe)
+        on("action", self._on_action)
+        server.app.add_url_rule("/onto/socket.js", "onto_websocket_client", _client_script)
+
+    # --- registration (component start / close) ---------------------------------------
+
+    def serve_views(
+        self, label: str, sink: WebSocketSink, views: list[type[ViewModel]], auth: Authenticator
+    ) -> None:
+        """Let clients subscribe to ``views``, served by ``sink`` under its ``auth``."""
+        with self._lock:
+            for view in views:
+                taken = self._subscribable.get(view.view_name)
+                if taken is not None and taken.open:
+                    raise ComponentError(
+                        f"view {view.view_name!r} is already served by {taken.label} on "
+                        f"{self.server.url}; list each view in one websocket sink per port",
+                        component=label,
+                    )
+            for view in views:
+                self._subscribable[view.view_name] = _Subscribable(view, sink, auth, label)
+            self._components[label] = auth
+
+    def accept_actions(
+        self,
+        label: str,
+        source: WebSocketSource,
+        views: dict[str, type[ViewModel]],
+        auth: Authenticator,
+        timeout: float,
+    ) -> None:
+        """Let clients run the actions of ``views`` (by ref) through ``source``."""
+        with self._lock:
+            for view in views.values():
+                taken = self._actionable.get(view.view_name)
+                if taken is not None and taken.open:
+                    raise ComponentError(
+                        f"actions on view {view.view_name!r} are already accepted by "
+                        f"{taken.label} on {self.server.url}; list each view in one "
+                        "websocket source per port",
+                        component=label,
+                    )
+            for ref, view in views.items():
+                self._actionable[view.view_name] = _Actionable(
+                    view, ref, source, auth, label, timeout
+                )
+            self._components[label] = auth
+
+    def serve_page(self, label: str, page_dir: Path) -> None:
+        """Serve ``page_dir``: ``GET /`` is its ``index.html``, other paths its files."""
+        with self._lock:
+            if self._page is not None:
+                raise ComponentError(
+                    f"{self._page} already serves a page on {self.server.url}; "
+                    "set page_dir on one websocket sink per port",
+                    component=label,
+                )
+            self._page = label
+        directory = str(page_dir.resolve())
+
+        def index() -> ResponseReturnValue:
+            return send_from_directory(directory, "index.html")
+
+        def page_file(name: str) -> ResponseReturnValue:
+            # send_from_directory refuses paths that leave the directory.
+            return send_from_directory(directory, name)
+
+        self.server.app.add_url_rule("/", "onto_websocket_page", index)
+        self.server.app.add_url_rule("/<path:name>", "onto_websocket_page_file", page_file)
+
+    def withdraw(self, label: str) -> None:
+        """Stop serving what ``label`` registered: its events answer 503 from now on.
+
+        When the last component withdraws, every client is disconnected (a browser
+        client reconnects once the server is back), so no connection outlives the runtime.
+        """
+        with self._lock:
+            for served in self._subscribable.values():
+                served.open = served.open and served.label != label
+            for accepted in self._actionable.values():
+                accepted.open = accepted.open and accepted.label != label
+            self._components.pop(label, None)
+            last = not self._components
+        if last:
+            eio = self.socketio.server.eio
+            # Close without waiting for each client's send queue to drain: a client whose
+            # connection is already dying would hold the shutdown up.
+            for client in list(eio.sockets.values()):
+                client.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+            self.socketio.server.shutdown()
+
+    def emit(self, event: str, value: Any, room: str) -> None:
+        """Send ``event`` with ``value`` to everyone in ``room`` (fire and forget)."""
+        self.socketio.emit(event, value, to=room)
+
+    # --- handlers (run in the server's threads, one per event) ------------------------
+
+    def _on_connect(self, auth: Any = None) -> None:
+        sid: str = request.sid  # type: ignore[attr-defined]
+        if auth is not None and not isinstance(auth, dict):
+            raise ConnectionRefusedError('the auth payload must be an object: {"token": "..."}')
+        token = (auth or {}).get("token") or bearer_token(request.headers.get("Authorization"))
+        if token is not None and not isinstance(token, str):
+            raise ConnectionRefusedError("auth.token must be a string")
+        with self._lock:
+            authenticators = list(self._components.items())
+        if authenticators and all(not a.open for _, a in authenticators):
+            # Every component on this port needs a principal: refuse a connection none of
+            # them would accept, rather than failing each of its events later.
+            reasons = []
+            for _, authenticator in authenticators:
+                try:
+                    authenticator.principal(token)
+                    break
+                except AuthError as exc:
+                    reasons.append(exc.message)
+            else:
+                hint = "" if token else ': connect with the auth payload {"token": "<token>"}'
+                raise ConnectionRefusedError(f"{reasons[0]}{hint}")
+        with self._lock:
+            self._clients[sid] = _Client(token)
+
+    def _on_disconnect(self, reason: Any = None) -> None:
+        # python-socketio removes the client from every room itself; only our record goes.
+        with self._lock:
+            self._clients.pop(request.sid, None)  # type: ignore[attr-defined]
+
+    def _principal(self, sid: str, label: str, auth: Authenticator) -> str | None:
+        with self._lock:
+            client = self._clients.get(sid)
+            if client is None:
+                raise ClientError(401, "this connection is not known; connect again")
+            if label in client.principals:
+                return client.principals[label]
+            token = client.token
+        try:
+            principal = auth.principal(token)
+        except AuthError as exc:
+            raise ClientError(exc.status, exc.message) from None
+        with self._lock:
+            client.principals[label] = principal
+        return principal
+
+    def _on_subscribe(self, data: Any = None) -> dict[str, Any]:
+        sid: str = request.sid  # type: ignore[attr-defined]
+        try:
+            name, key = _target(data, "subscribe")
+            with self._lock:
+                served = self._subscribable.get(name)
+                known = sorted(self._subscribable)
+            if served is None:
+                raise ClientError(404, _unknown_view(name, known, "subscribe to"), "view")
+            if not served.open:
+                raise ClientError(503, "the server is shutting down; connect again later")
+            principal = self._principal(sid, served.label, served.auth)
+            try:
+                served.auth.check(principal, served.view, key, "subscribe")
+            except AuthError as exc:
+                raise ClientError(exc.status, exc.message) from None
+            served.sink.join(sid, served.view, key)
+        except ClientError as exc:
+            return self._refuse(sid, exc)
+        except Exception as exc:
+            log.exception("subscribing %s to %r failed", sid, data)
+            return self._refuse(sid, ClientError(500, f"internal error: {exc}"))
+        return {"ok": True}
+
+    def _refuse(self, sid: str, exc: ClientError) -> dict[str, Any]:
+        """Tell ``sid`` why its subscription failed: an ``error`` event, then the ack."""
+        refusal = {"ok": False, "status": exc.status, "error": exc.message, "field": exc.field}
+        self.socketio.emit("error", refusal, to=sid)
+        return refusal
+
+    def _on_unsubscribe(self, data: Any = None) -> dict[str, Any]:
+        try:
+            name, key = _target(data, "unsubscribe")
+        except ClientError as exc:
+            return {"ok": False, "status": exc.status, "error": exc.message, "field": exc.field}
+        self.socketio.server.leave_room(request.sid, room_name(name, key))  # type: ignore[attr-defined]
+        return {"ok": True}
+
+    def _on_action(self, data: Any = None) -> dict[str, Any]:
+        sid: str = request.sid  # type: ignore[attr-defined]
+        try:
+            name, key = _target(data, "action")
+            action = data.get("action")
+            if not isinstance(action, str) or not action:
+                raise ClientError(400, "action needs 'action': the action's name", "action")
+            arguments = data.get("arguments")
+            arguments = {} if arguments is None else arguments
+            if not isinstance(arguments, dict):
+                raise ClientError(400, "'arguments' must be an object", "arguments")
+            with self._lock:
+                accepted = self._actionable.get(name)
+                known = sorted(self._actionable)
+            if accepted is None:
+                raise ClientError(404, _unknown_view(name, known, "run actions on"), "view")
+            if not accepted.open:
+                raise ClientError(503, "the server is shutting down; connect again later")
+            principal = self._principal(sid, accepted.label, accepted.auth)
+            try:
+                accepted.auth.check(principal, accepted.view, key, "action")
+            except AuthError as exc:
+                raise ClientError(exc.status, exc.message) from None
+        except ClientError as exc:
+            return {"status": exc.status, "body": {"error": exc.message, "field": exc.field}}
+        request_ = {
+            "op": "action",
+            "view": accepted.ref,
+            "key": key,
+            "action": action,
+            "arguments": arguments,
+        }
+        try:
+            answer: dict[str, Any] = accepted.source.submit(request_, accepted.timeout)
+        except TimeoutError:
+            return {
+                "status": 504,
+                "body": {"error": f"no answer within {accepted.timeout}s", "field": None},
+            }
+        except Exception as exc:
+            log.exception("action %s on %s %r failed", action, name, key)
+            return {"status": 500, "body": {"error": f"the action failed: {exc}", "field": None}}
+        return answer
+
+
+def _client_script() -> ResponseReturnValue:
+    return send_from_directory(str(CLIENT_SCRIPT.parent), CLIENT_SCRIPT.name)
+
+
+def _target(data: Any, event: str) -> tuple[str, str]:
+    """The ``view`` and ``key`` of an event's payload; ``ClientError(400)`` naming the field."""
+    if not isinstance(data, dict):
+        raise ClientError(400, f'{event} needs an object: {{"view": name, "key": key}}')
+    name, key = data.get("view"), data.get("key")
+    if not isinstance(name, str) or not name:
+        raise ClientError(
+            400, f"{event} needs 'view': a view name such as 'meeting_session'", "view"
+        )
+    if not isinstance(key, str) or not key:
+        raise ClientError(400, f"{event} needs 'key': the view key, e.g. 'meeting-1/joshua'", "key")
+    return name, key
+
+
+def _unknown_view(name: str, known: list[str], verb: str) -> str:
+    served = ", ".join(known) or "none"
+    return f"no view {name!r} to {verb} here; views: {served}"
+
+
+def hub_for(server: WebServer) -> SocketHub:
+    """The ``SocketHub`` of ``server``, made on first use."""
+    # Flask-SocketIO wraps the app's WSGI callable, so the one port serves both the app's
+    # routes and /socket.io/. Threading mode: Werkzeug's threaded server (or gunicorn
+    # --threads) with simple-websocket for the WebSocket transport.
+    socketio = server.shared(
+        "socketio", lambda: SocketIO(server.app, async_mode="threading", manage_session=False)
+    )
+    return server.shared("onto-websocket", lambda: SocketHub(server, socketio))
+
+
+def key_error(exc: ActionError) -> ClientError:
+    """A malformed view key (``ActionError`` from the model layer) as a 400 on ``key``."""
+    return ClientError(404 if exc.not_found else 400, exc.message, exc.field or "key")

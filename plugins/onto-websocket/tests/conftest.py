@@ -1,0 +1,98 @@
+"""A seeded meeting-room store, websocket pipelines on free ports, and real Socket.IO clients."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from examples.meeting_room.seed import seed
+from onto_core.builtin.sqlite import SqliteDatastore
+from onto_core.testing import running
+from onto_websocket.testing import ViewClient, free_port
+
+SESSION = "examples.meeting_room.views:MeetingSession"
+
+Serve = Callable[..., contextlib.AbstractContextManager[str]]
+
+
+def websocket_config(port: int, sink: dict[str, Any] | None = None, **settings: Any) -> str:
+    """The meeting room over websockets on ``port``: pipeline ``sessions`` (changes → view →
+    ``sink``, the websocket sink unless given) and ``actions`` (websocket source → api →
+    reply). ``settings`` (``auth``, ...) go to both websocket components; ``page_dir`` to
+    the sink only.
+    """
+    endpoint = {"port": port, "views": [SESSION], **settings}
+    source = {k: v for k, v in endpoint.items() if k != "page_dir"}
+    config = {
+        "pipelines": {
+            "sessions": {
+                "source": {"type": "changes", "models": ["meetings", "tickets", "users"]},
+                "processors": [{"type": "view", "view": SESSION}],
+                "sinks": [sink or {"type": "websocket", **endpoint}],
+            },
+            "actions": {
+                "source": {"type": "websocket", **source},
+                "processors": [{"type": "api"}],
+                "sinks": [{"type": "reply"}],
+            },
+        }
+    }
+    return json.dumps(config)  # JSON is YAML
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteDatastore]:
+    """A sqlite store holding meeting-1 with joshua, thomasina and tijuana, all attending."""
+    datastore = SqliteDatastore(SqliteDatastore.Config(path=tmp_path / "onto.db"))
+    datastore.open()
+    try:
+        seed(datastore)
+        yield datastore
+    finally:
+        datastore.close()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[ViewClient]]:
+    """Every ``ViewClient`` a test made; each is disconnected when the test ends."""
+    made: list[ViewClient] = []
+    yield made
+    for one in made:
+        one.close()
+
+
+@pytest.fixture
+def client(clients: list[ViewClient]) -> Callable[[], ViewClient]:
+    """Makes a ``ViewClient`` (not yet connected)."""
+
+    def make() -> ViewClient:
+        clients.append(ViewClient())
+        return clients[-1]
+
+    return make
+
+
+@pytest.fixture
+def serve(store: SqliteDatastore, clients: list[ViewClient]) -> Serve:
+    """``with serve(**settings) as url``: ``websocket_config`` running on ``store``.
+
+    The test's clients disconnect before the server stops, as users leave a page before
+    a deploy, rather than racing the server's own goodbye.
+    """
+
+    @contextlib.contextmanager
+    def serving(**settings: Any) -> Iterator[str]:
+        port = free_port()
+        with running(websocket_config(port, **settings), datastore=store):
+            try:
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                for one in clients:
+                    one.close()
+
+    return serving
