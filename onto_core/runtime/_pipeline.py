@@ -320,6 +320,11 @@ class PipelineRunner:
         reaches one sink at most ``max(2, retry.max_attempts)`` times. At most once, a
         failed batch is dead-lettered whole: writing any of it again could duplicate.
         """
+        if self.config.guarantee is Guarantee.EXACTLY_ONCE:
+            transactional = optional_method(sink.instance, "write_exactly_once")
+            if transactional is not None:
+                await self._deliver_exactly_once(sink, transactional, items)
+                return
         entries = [(item, out) for item in items if not item.dead for out in item.outputs]
         if not entries:
             return
@@ -348,6 +353,51 @@ class PipelineRunner:
                     self.metrics.messages_out += 1
                 else:
                     await self._dead_letter(item, out, sink.label)
+
+    async def _deliver_exactly_once(
+        self, sink: _Component, write: Callable[..., Awaitable[Any]], items: list[_Item]
+    ) -> None:
+        """exactly_once through a transactional sink: outputs and inputs commit together.
+
+        ``write(outputs, consumed, source)`` commits the outputs together with the source's
+        position after ``consumed`` (a Kafka sink sends the consumed offsets inside its
+        transaction), or raises having committed neither. It is called even when no
+        output is left, so the position of filtered and dead-lettered inputs moves too.
+        After a failed batch, each input gets its own transaction, retried and then
+        dead-lettered alone; a dead-lettered input's position rides with the next one.
+        """
+        done = [item for item in items if item.failed is None]
+        if not done:
+            return
+        source = self.source.instance
+
+        def outputs(group: list[_Item]) -> list[Message]:
+            return [out for item in group if not item.dead for out in item.outputs]
+
+        batch = outputs(done)
+        try:
+            await write(batch, [item.message for item in done], source)
+            self.metrics.messages_out += len(batch)
+            return
+        except Exception as exc:
+            self.metrics.failed += 1
+            self.metrics.retried += 1
+            self.log.warning("%s failed on a batch of %d: %s", sink.label, len(done), exc)
+        carried: list[Message] = []  # dead-lettered inputs no transaction has covered yet
+        for item in done:
+            outs = outputs([item])
+            probe = outs[0] if outs else item.message
+            call = functools.partial(write, outs, [*carried, item.message], source)
+            if await self._attempt(call, probe, sink.label, max(1, self._attempts - 1)):
+                self.metrics.messages_out += len(outs)
+                carried = []
+                continue
+            for out in outs:
+                out.headers[ERROR_HEADER] = probe.headers[ERROR_HEADER]
+                out.headers[ATTEMPTS_HEADER] = probe.headers[ATTEMPTS_HEADER]
+                await self._dead_letter(item, out, sink.label)
+            if item.failed is None:
+                carried.append(item.message)
 
     async def _dead_letter(self, item: _Item, message: Message, stage: str) -> None:
         """Hand ``message`` to the dead-letter sink; without one, the item is nacked later."""

@@ -1,0 +1,49 @@
+"""onto-kafka: Kafka source and sink for onto, on kafka-python.
+
+Components: the ``kafka`` source (a consumer-group member that commits offsets only
+once every sink confirmed), the ``kafka_decode`` processor (record bytes into JSON, text
+or a model; undecodable records are dead-lettered) and the ``kafka`` sink (an idempotent
+producer; a transactional one for exactly_once Kafka-to-Kafka pipelines).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+with warnings.catch_warnings():
+    # kafka-python loads its protocol schemas at import through importlib.resources
+    # functions Python deprecates: nothing a user of this plugin can act on.
+    warnings.filterwarnings("ignore", "(read|open)_text is deprecated", DeprecationWarning)
+    import kafka  # type: ignore[import-untyped]  # noqa: F401
+
+from onto_core import ComponentRegistrar, hookimpl
+from onto_kafka._codecs import CodecError, KeyFormat, ValueFormat
+from onto_kafka._connection import KafkaConnection
+from onto_kafka._decode import KafkaDecodeProcessor
+from onto_kafka._offsets import OffsetTracker, Position
+from onto_kafka._sink import KafkaSink, MessageTemplate
+from onto_kafka._source import OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER, KafkaSource
+
+__all__ = [
+    "OFFSET_HEADER",
+    "PARTITION_HEADER",
+    "TOPIC_HEADER",
+    "CodecError",
+    "KafkaConnection",
+    "KafkaDecodeProcessor",
+    "KafkaSink",
+    "KafkaSource",
+    "KeyFormat",
+    "MessageTemplate",
+    "OffsetTracker",
+    "Position",
+    "ValueFormat",
+    "register_components",
+]
+
+
+@hookimpl
+def register_components(register: ComponentRegistrar) -> None:
+    register.source("kafka", KafkaSource)
+    register.processor("kafka_decode", KafkaDecodeProcessor)
+    register.sink("kafka", KafkaSink)

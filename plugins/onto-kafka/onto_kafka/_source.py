@@ -1,0 +1,407 @@
+"""The ``kafka`` source: a consumer-group member whose offsets follow the acks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, ClassVar, Literal
+
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+from kafka.consumer.fetcher import ConsumerRecord  # type: ignore[import-untyped]
+from kafka.errors import KafkaError  # type: ignore[import-untyped]
+from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
+from pydantic import Field, model_validator
+
+from onto_core.errors import SourceError
+from onto_core.protocols import Guarantee, Message, RuntimeContext
+from onto_kafka._codecs import KeyFormat, decode_key
+from onto_kafka._connection import KafkaConnection
+from onto_kafka._offsets import OffsetTracker, Position
+
+__all__ = ["OFFSET_HEADER", "PARTITION_HEADER", "TOPIC_HEADER", "KafkaSource"]
+
+TOPIC_HEADER = "kafka-topic"
+PARTITION_HEADER = "kafka-partition"
+OFFSET_HEADER = "kafka-offset"
+
+log = logging.getLogger("onto.kafka")
+
+
+class KafkaSource:
+    """Reads topics as a member of a consumer group; commits only what was processed.
+
+    Each record becomes a message whose value is the record's bytes (``None`` for a
+    tombstone; decode it with the ``kafka_decode`` processor), whose key is the record
+    key as text (``key_format``), whose channel is the topic, and whose headers are the
+    record's headers (UTF-8) plus ``kafka-topic``, ``kafka-partition`` and
+    ``kafka-offset``. Its id ``topic/partition@offset`` is stable across redeliveries.
+
+    Offsets: the committed position of a partition is the first delivered offset not yet
+    acked (or one past the last one delivered), so acks in any order never commit past an
+    unprocessed message. Positions are committed from the polling thread at most every
+    ``commit_interval_ms``, when partitions are revoked and on close. A nacked message is
+    delivered again by this instance and holds its partition's position back until acked.
+
+    Rebalances: before giving partitions up, the source waits up to ``revoke_timeout_ms``
+    for their in-flight messages to be acked and commits what was. Partitions the new
+    assignment gives back carry on as they were; the others are forgotten, and acks and
+    nacks that arrive later for their messages change nothing (the new owner reads them
+    again from the committed offset). A member dropped from the group (no rebalance
+    callback in time) forgets its partitions without committing.
+
+    exactly_once: a transactional sink (``write_exactly_once``) asks for the positions of
+    the messages it consumed with ``transaction_offsets`` and commits them inside its
+    transaction; from then on this source never commits on its own.
+    """
+
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(Guarantee)
+
+    class Config(KafkaConnection):
+        topics: list[str] | None = Field(
+            None, description="Topics to read; give this or `pattern`."
+        )
+        pattern: str | None = Field(
+            None, description="Regular expression of topic names to read, instead of `topics`."
+        )
+        group_id: str = Field(
+            description="Consumer group: members of one group split the partitions."
+        )
+        start_from: Literal["committed", "earliest", "latest"] = Field(
+            "committed",
+            description=(
+                "committed: resume at the group's committed offsets (else `offset_reset`);"
+                " earliest / latest: ignore them and start at the beginning / end of each"
+                " partition the first time this process is assigned it."
+            ),
+        )
+        offset_reset: Literal["earliest", "latest"] = Field(
+            "earliest", description="Where a partition with no committed offset starts."
+        )
+        key_format: KeyFormat = Field(
+            KeyFormat.STR,
+            description="How record keys become message keys: str (UTF-8), hex or base64.",
+        )
+        isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
+            "read_committed",
+            description="read_committed skips records of aborted or open transactions.",
+        )
+        max_poll_records: int = Field(500, ge=1, description="Most records fetched per poll.")
+        poll_timeout_ms: int = Field(
+            100, ge=1, description="How long one poll waits for records (bounds commit delay)."
+        )
+        commit_interval_ms: int = Field(
+            200, ge=0, description="Least time between two commits of acked positions."
+        )
+        revoke_timeout_ms: int = Field(
+            5000,
+            ge=0,
+            description=(
+                "How long a rebalance waits for in-flight messages of the partitions"
+                " being taken away to be acked, before committing and letting them go."
+            ),
+        )
+        session_timeout_ms: int = Field(
+            10000, ge=1, description="A member silent this long is dropped from the group."
+        )
+        heartbeat_interval_ms: int = Field(
+            3000, ge=1, description="Heartbeat period; well under session_timeout_ms."
+        )
+        max_poll_interval_ms: int = Field(
+            300000, ge=1, description="Most time between polls before leaving the group."
+        )
+
+        @model_validator(mode="after")
+        def _one_subscription(self) -> KafkaSource.Config:
+            if (self.topics is None) == (self.pattern is None):
+                raise ValueError("give either `topics` (a list) or `pattern`, not both")
+            if self.topics is not None and not self.topics:
+                raise ValueError("`topics` must name at least one topic")
+            if self.heartbeat_interval_ms >= self.session_timeout_ms:
+                raise ValueError("heartbeat_interval_ms must be less than session_timeout_ms")
+            return self
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tracker = OffsetTracker()
+        self._consumer: KafkaConsumer | None = None
+        self._ctx: RuntimeContext | None = None
+        # Every call into the consumer (poll, commit, close) holds this lock: kafka-python's
+        # consumer is not thread-safe. Rebalance callbacks run on the client's own IO
+        # thread while a poll holds it, so they never take it.
+        self._consumer_lock = threading.Lock()
+        self._redeliver: deque[Message] = deque()
+        self._last_commit = 0.0
+        self._seen: set[TopicPartition] = set()
+        self._transaction_owner: object | None = None
+        self._closing = False
+        self._closed = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self, ctx: RuntimeContext) -> None:
+        """Connect and subscribe; raises ``SourceError`` naming the brokers if unreachable."""
+        self._ctx = ctx
+        config = self.config
+        try:
+            consumer = KafkaConsumer(
+                **config.client_settings(f"onto-{ctx.pipeline}"),
+                group_id=config.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset=config.offset_reset,
+                isolation_level=config.isolation_level,
+                max_poll_records=config.max_poll_records,
+                session_timeout_ms=config.session_timeout_ms,
+                heartbeat_interval_ms=config.heartbeat_interval_ms,
+                max_poll_interval_ms=config.max_poll_interval_ms,
+            )
+        except KafkaError as exc:
+            raise self._error(f"cannot connect to Kafka at {config.describe()}: {exc}") from exc
+        listener = _Rebalance(self)
+        if config.pattern is not None:
+            consumer.subscribe(pattern=config.pattern, listener=listener)
+        else:
+            consumer.subscribe(topics=list(config.topics or ()), listener=listener)
+        self._consumer = consumer
+
+    def close(self) -> None:
+        """Commit what was acked and leave the group (idempotent)."""
+        if self._closed:
+            return
+        self._closing = True
+        # The runtime has stopped acking: a rebalance waiting for acks need not wait.
+        self.tracker.stop_waiting()
+        with self._consumer_lock:
+            self._closed = True
+            consumer, self._consumer = self._consumer, None
+            if consumer is None:
+                return
+            try:
+                self._commit(consumer, force=True)
+            finally:
+                # Leaving the group runs the revoke callback, which commits nothing new.
+                consumer.close(autocommit=False)
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def read_batch(self, max_messages: int) -> list[Message]:
+        """Up to ``max_messages`` messages, waiting for one; ``[]`` only once closed."""
+        while not self._closed:
+            # Nacked messages first (those of partitions moved elsewhere are dropped).
+            batch = self._take_redelivered(max_messages) if self._redeliver else []
+            if not batch:
+                batch = await asyncio.to_thread(self._poll, max_messages)
+            if batch:
+                return batch
+        return []
+
+    async def read(self) -> Message | None:
+        batch = await self.read_batch(1)
+        return batch[0] if batch else None
+
+    def _take_redelivered(self, max_messages: int) -> list[Message]:
+        batch: list[Message] = []
+        while self._redeliver and len(batch) < max_messages:
+            message = self._redeliver.popleft()
+            if self.tracker.is_current(message.offset):
+                batch.append(message)
+        return batch
+
+    def _poll(self, max_messages: int) -> list[Message]:
+        with self._consumer_lock:
+            consumer = self._consumer
+            if consumer is None:
+                return []
+            self._commit(consumer)
+            try:
+                polled = consumer.poll(
+                    timeout_ms=self.config.poll_timeout_ms, max_records=max_messages
+                )
+            except KafkaError as exc:
+                raise self._error(f"polling {self.config.describe()} failed: {exc}") from exc
+        messages: list[Message] = []
+        for tp, records in polled.items():
+            epoch = self.tracker.deliver(tp, (r.offset for r in records))
+            if epoch is None:
+                continue  # revoked while the poll returned: the new owner reads these
+            messages += self._messages(tp, epoch, records)
+        return messages
+
+    def _messages(
+        self, tp: TopicPartition, epoch: int, records: list[ConsumerRecord]
+    ) -> list[Message]:
+        # The hot path of the source: names bound once per partition, not per record.
+        topic, partition = tp.topic, str(tp.partition)
+        prefix = f"{topic}/{partition}@"
+        key_format = self.config.key_format
+        text_keys = key_format is KeyFormat.STR
+        now = time.time()
+        messages = []
+        for record in records:
+            offset = record.offset
+            headers = {TOPIC_HEADER: topic, PARTITION_HEADER: partition, OFFSET_HEADER: str(offset)}
+            if record.headers:
+                # The record's own headers, but never over the position headers above.
+                headers = {
+                    **{name: value.decode("utf-8", "replace") for name, value in record.headers},
+                    **headers,
+                }
+            key = record.key
+            messages.append(
+                Message(
+                    record.value,
+                    key.decode("utf-8", "replace")
+                    if text_keys and key is not None
+                    else decode_key(key, key_format),
+                    prefix + str(offset),
+                    headers,
+                    topic,
+                    record.timestamp / 1000 if record.timestamp >= 0 else now,
+                    Position(tp, offset, epoch),
+                )
+            )
+        return messages
+
+    # --- acks and commits ---------------------------------------------------------------
+
+    async def ack(self, message: Message) -> None:
+        """Mark the message processed; its offset is committed once all before it are."""
+        self.tracker.ack(message.offset)
+
+    async def nack(self, message: Message, error: BaseException) -> None:
+        """Deliver the message again (unless its partition moved to another consumer)."""
+        if self.tracker.is_current(message.offset):
+            self._redeliver.append(message)
+
+    def _commit(self, consumer: KafkaConsumer, force: bool = False) -> None:
+        """Commit positions that moved; called with the consumer lock held."""
+        if self._transaction_owner is not None:
+            return  # positions travel inside the sink's transactions
+        now = time.monotonic()
+        if not force and (now - self._last_commit) * 1000 < self.config.commit_interval_ms:
+            return
+        positions = self.tracker.to_commit()
+        if not positions:
+            return
+        self._last_commit = now
+        try:
+            consumer.commit(_offsets(positions))
+        except KafkaError as exc:
+            # Not fatal: the positions are committed on the next try, or, if the group
+            # moved on, the new owner starts from the last commit (at least once).
+            log.warning("committing offsets to %s failed: %s", self.config.describe(), exc)
+            return
+        self.tracker.committed(positions)
+
+    # --- exactly once -------------------------------------------------------------------
+
+    def group_metadata(self) -> Any:
+        """The consumer's group membership, for a producer's ``send_offsets_to_transaction``."""
+        consumer = self._consumer
+        if consumer is None:
+            raise self._error("the kafka source is not started")
+        # A snapshot of coordinator state: safe without the consumer lock, and taking it
+        # would hold every transaction up behind a poll.
+        return consumer.group_metadata()
+
+    def transaction_offsets(
+        self, consumed: list[Message], owner: object
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Offsets to commit in ``owner``'s transaction, which processed ``consumed``.
+
+        From the first call on, this source commits nothing itself: its positions move
+        only inside the owner's transactions. One transactional sink per source.
+        """
+        if self._transaction_owner is None:
+            self._transaction_owner = owner
+        elif self._transaction_owner is not owner:
+            raise self._error(
+                "exactly_once commits offsets inside one sink's transactions, but two"
+                " sinks asked; give the pipeline a single transactional kafka sink"
+            )
+        positions = self.tracker.positions_with(
+            m.offset for m in consumed if isinstance(m.offset, Position)
+        )
+        return _offsets(positions)
+
+    def transaction_committed(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Record that a transaction committed ``offsets``."""
+        self.tracker.committed({tp: meta.offset for tp, meta in offsets.items()})
+
+    # --- rebalances (on the client's IO thread) -----------------------------------------
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.tracker.assign(assigned)
+        fresh = sorted(assigned - self._seen)
+        self._seen |= assigned
+        consumer = self._consumer
+        if fresh and consumer is not None and self.config.start_from != "committed":
+            # Only what the consumer has buffered changes: no network call here.
+            if self.config.start_from == "earliest":
+                consumer.seek_to_beginning(*fresh)
+            else:
+                consumer.seek_to_end(*fresh)
+        log.info("assigned %s", _names(assigned))
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if not self._closing and self.config.revoke_timeout_ms:
+            # Blocks the client's IO loop, heartbeats included: keep it under the session
+            # timeout, or this member is dropped before it can commit.
+            timeout = min(self.config.revoke_timeout_ms, self.config.session_timeout_ms / 2)
+            if not self.tracker.wait_settled(revoked, timeout / 1000):
+                log.warning(
+                    "messages of %s still in flight after %d ms; if they move to another"
+                    " member, it reads them again",
+                    _names(revoked),
+                    timeout,
+                )
+        positions = self.tracker.to_commit(revoked)
+        self.tracker.suspend(revoked)
+        consumer = self._consumer
+        if consumer is not None and positions and self._transaction_owner is None:
+            try:
+                await consumer.commit_async(_offsets(positions))
+                self.tracker.committed(positions)
+            except KafkaError as exc:
+                log.warning("committing offsets of revoked %s failed: %s", _names(revoked), exc)
+        log.info("revoked %s", _names(revoked))
+
+    def _on_lost(self, lost: set[TopicPartition]) -> None:
+        # Dropped from the group: the partitions may belong to another member already,
+        # so nothing of theirs is committed and their in-flight messages are let go.
+        self.tracker.forget(lost)
+        log.warning("lost %s: dropped from the group", _names(lost))
+
+    def _error(self, message: str) -> SourceError:
+        ctx = self._ctx
+        return SourceError(
+            message,
+            component=ctx.component if ctx else None,
+            pipeline=ctx.pipeline if ctx else None,
+        )
+
+
+class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands the consumer group's rebalance callbacks to the source."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.source._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.source._on_assigned(set(assigned))
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        self.source._on_lost(set(lost))
+
+
+def _offsets(positions: dict[TopicPartition, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in positions.items()}
+
+
+def _names(partitions: set[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(partitions)) or "nothing"
