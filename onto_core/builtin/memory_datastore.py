@@ -10,18 +10,16 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from onto_core.errors import ConflictError, DatastoreError
 from onto_core.models.datastore import Change, ChangeListeners, ChangeOp
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
-from onto_core.models.transaction import DocKey, Transaction, run_transaction
+from onto_core.models.transaction import CommitWrites, DocKey
 
 __all__ = ["MemoryDatastore"]
-
-R = TypeVar("R")
 
 
 def _encode(data: dict[str, Any], key: DocKey) -> str:
@@ -31,7 +29,7 @@ def _encode(data: dict[str, Any], key: DocKey) -> str:
         raise DatastoreError(f"{key[0]}/{key[1]} is not JSON-serializable: {exc}") from None
 
 
-class MemoryDatastore:
+class MemoryDatastore(CommitWrites):
     """Documents and change feed in this process's memory."""
 
     class Config(BaseModel):
@@ -112,15 +110,6 @@ class MemoryDatastore:
     def watch(self, listener: Callable[[Change], None]) -> Callable[[], None]:
         """Call ``listener(change)`` after every write; returns a function that stops it."""
         return self._listeners.add(listener)
-
-    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
-        self.commit({}, {(collection, doc_id): data})
-
-    def delete(self, collection: str, doc_id: str) -> None:
-        self.commit({}, {(collection, doc_id): None})
-
-    def transaction(self, fn: Callable[[Transaction], R], max_attempts: int = 5) -> R:
-        return run_transaction(self, fn, max_attempts)
 
     # --- change feed --------------------------------------------------------------------
 

@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from onto_core.errors import ConflictError, DatastoreError
 from onto_core.models.datastore import Change, ChangeListeners, ChangeOp
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
-from onto_core.models.transaction import DocKey, Transaction, run_transaction
+from onto_core.models.transaction import CommitWrites, DocKey
 
 __all__ = ["SqliteDatastore"]
 
@@ -53,10 +53,9 @@ CREATE TABLE IF NOT EXISTS cursors (
 """
 
 ChangeListener = Callable[[Change], None]
-R = TypeVar("R")
 
 
-class SqliteDatastore:
+class SqliteDatastore(CommitWrites):
     """Documents and a durable change feed in a sqlite file (no server needed).
 
     Methods are thread-safe: one connection is shared behind a lock. Calling any method
@@ -228,18 +227,6 @@ class SqliteDatastore:
             ).fetchall()
         decoded = [(doc_id, _decode(data)) for doc_id, data in rows]
         return sort_rows([r for r in decoded if matches(r[1], conditions)], order_by, limit)
-
-    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
-        """Create or replace the document and record a ``create``/``update`` change."""
-        self.commit({}, {(collection, doc_id): data})
-
-    def delete(self, collection: str, doc_id: str) -> None:
-        """Remove the document and record a ``delete`` change; a missing one is a no-op."""
-        self.commit({}, {(collection, doc_id): None})
-
-    def transaction(self, fn: Callable[[Transaction], R], max_attempts: int = 5) -> R:
-        """Run ``fn(tx)`` with optimistic concurrency (see ``models.transaction``)."""
-        return run_transaction(self, fn, max_attempts)
 
     def commit(self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]) -> None:
         """Apply ``writes`` (``None`` deletes) in one transaction if ``reads`` still hold.

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from onto_core.errors import ConflictError, DatastoreError
 
-__all__ = ["DocKey", "Transaction", "VersionedStore", "run_transaction"]
+__all__ = ["CommitWrites", "DocKey", "Transaction", "VersionedStore", "run_transaction"]
 
 R = TypeVar("R")
 DocKey = tuple[str, str]
@@ -86,3 +86,29 @@ def run_transaction(
     raise ConflictError(
         f"transaction gave up after {max_attempts} conflicting attempts: {last}"
     ) from last
+
+
+class CommitWrites:
+    """``set``, ``delete`` and ``transaction`` for a store whose one write path is ``commit``.
+
+    A store inheriting this implements ``get_versioned`` and ``commit`` (``VersionedStore``)
+    and gets single-document writes and optimistic transactions from them.
+    """
+
+    def get_versioned(self, collection: str, doc_id: str) -> tuple[dict[str, Any] | None, int]:
+        raise NotImplementedError
+
+    def commit(self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]) -> None:
+        raise NotImplementedError
+
+    def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
+        """Create or replace the document, recording a ``create``/``update`` change."""
+        self.commit({}, {(collection, doc_id): data})
+
+    def delete(self, collection: str, doc_id: str) -> None:
+        """Remove the document, recording a ``delete`` change; a missing one is a no-op."""
+        self.commit({}, {(collection, doc_id): None})
+
+    def transaction(self, fn: Callable[[Transaction], R], max_attempts: int = 5) -> R:
+        """Run ``fn(tx)`` with optimistic concurrency (see the module docstring)."""
+        return run_transaction(self, fn, max_attempts)
