@@ -34,6 +34,7 @@ from flask_socketio import ConnectionRefusedError, SocketIO  # type: ignore[impo
 from onto_core.errors import ActionError, ComponentError
 from onto_core.models.view import ViewModel
 from onto_web import Authenticator, AuthError, WebServer, bearer_token
+from onto_web.auth import Operation
 
 if TYPE_CHECKING:
     from onto_websocket.sink import WebSocketSink
@@ -261,13 +262,7 @@ class SocketHub:
                 known = sorted(self._subscribable)
             if served is None:
                 raise ClientError(404, _unknown_view(name, known, "subscribe to"), "view")
-            if not served.open:
-                raise ClientError(503, "the server is shutting down; connect again later")
-            principal = self._principal(sid, served.label, served.auth)
-            try:
-                served.auth.check(principal, served.view, key, "subscribe")
-            except AuthError as exc:
-                raise ClientError(exc.status, exc.message) from None
+            self._authorize(sid, served, key, "subscribe")
             served.sink.join(sid, served.view, key)
         except ClientError as exc:
             return self._refuse(sid, exc)
@@ -275,6 +270,16 @@ class SocketHub:
             log.exception("subscribing %s to %r failed", sid, data)
             return self._refuse(sid, ClientError(500, f"internal error: {exc}"))
         return {"ok": True}
+
+    def _authorize(self, sid: str, endpoint: Any, key: str, operation: Operation) -> None:
+        """Raise ``ClientError`` unless ``sid`` may ``operation`` ``key`` at ``endpoint``."""
+        if not endpoint.open:
+            raise ClientError(503, "the server is shutting down; connect again later")
+        principal = self._principal(sid, endpoint.label, endpoint.auth)
+        try:
+            endpoint.auth.check(principal, endpoint.view, key, operation)
+        except AuthError as exc:
+            raise ClientError(exc.status, exc.message) from None
 
     def _refuse(self, sid: str, exc: ClientError) -> dict[str, Any]:
         """Tell ``sid`` why its subscription failed: an ``error`` event, then the ack."""
@@ -306,13 +311,7 @@ class SocketHub:
                 known = sorted(self._actionable)
             if accepted is None:
                 raise ClientError(404, _unknown_view(name, known, "run actions on"), "view")
-            if not accepted.open:
-                raise ClientError(503, "the server is shutting down; connect again later")
-            principal = self._principal(sid, accepted.label, accepted.auth)
-            try:
-                accepted.auth.check(principal, accepted.view, key, "action")
-            except AuthError as exc:
-                raise ClientError(exc.status, exc.message) from None
+            self._authorize(sid, accepted, key, "action")
         except ClientError as exc:
             return {"status": exc.status, "body": {"error": exc.message, "field": exc.field}}
         request_ = {
