@@ -20,6 +20,8 @@ Each carries the context a user needs to act on it: ``component``, ``pipeline`` 
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 __all__ = [
     "ActionError",
     "ComponentError",
@@ -97,6 +99,15 @@ class PluginError(OntoError):
 
 class ComponentError(OntoError):
     """A source, processor, sink or datastore failed."""
+
+    @classmethod
+    def at(cls, ctx: Any, message: str) -> Self:
+        """The error, naming the component and pipeline of runtime context ``ctx`` if any."""
+        return cls(
+            message,
+            component=getattr(ctx, "component", None),
+            pipeline=getattr(ctx, "pipeline", None),
+        )
 
 
 class SourceError(ComponentError):

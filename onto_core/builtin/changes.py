@@ -99,9 +99,10 @@ class ChangesSource:
         """Load the saved cursor and begin watching the datastore for new writes."""
         self._ctx = ctx
         if ctx.datastore is None:
-            raise self._error(
+            raise SourceError.at(
+                self._ctx,
                 "the changes source reads the pipeline's datastore, but none is configured;"
-                " add e.g. `datastore: {type: sqlite, path: ./onto.db}` to the config"
+                " add e.g. `datastore: {type: sqlite, path: ./onto.db}` to the config",
             )
         self._store = store = ctx.datastore
         self._cursor_name = self.config.cursor or ctx.pipeline
@@ -210,19 +211,11 @@ class ChangesSource:
 
     def _require_started(self) -> Datastore:
         if self._store is None:
-            raise self._error("the changes source was used before start(ctx)")
+            raise SourceError.at(self._ctx, "the changes source was used before start(ctx)")
         return self._store
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return await asyncio.to_thread(fn, *args)
         except DatastoreError as exc:
-            raise self._error(f"change feed unavailable: {exc}") from exc
-
-    def _error(self, message: str) -> SourceError:
-        ctx = self._ctx
-        return SourceError(
-            message,
-            component=ctx.component if ctx else None,
-            pipeline=ctx.pipeline if ctx else None,
-        )
+            raise SourceError.at(self._ctx, f"change feed unavailable: {exc}") from exc

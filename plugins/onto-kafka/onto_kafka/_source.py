@@ -158,7 +158,9 @@ class KafkaSource:
                 max_poll_interval_ms=config.max_poll_interval_ms,
             )
         except KafkaError as exc:
-            raise self._error(f"cannot connect to Kafka at {config.describe()}: {exc}") from exc
+            raise SourceError.at(
+                self._ctx, f"cannot connect to Kafka at {config.describe()}: {exc}"
+            ) from exc
         listener = _Rebalance(self)
         if config.pattern is not None:
             consumer.subscribe(pattern=config.pattern, listener=listener)
@@ -220,7 +222,9 @@ class KafkaSource:
                     timeout_ms=self.config.poll_timeout_ms, max_records=max_messages
                 )
             except KafkaError as exc:
-                raise self._error(f"polling {self.config.describe()} failed: {exc}") from exc
+                raise SourceError.at(
+                    self._ctx, f"polling {self.config.describe()} failed: {exc}"
+                ) from exc
         messages: list[Message] = []
         for tp, records in polled.items():
             epoch = self.tracker.deliver(tp, (r.offset for r in records))
@@ -301,7 +305,7 @@ class KafkaSource:
         """The consumer's group membership, for a producer's ``send_offsets_to_transaction``."""
         consumer = self._consumer
         if consumer is None:
-            raise self._error("the kafka source is not started")
+            raise SourceError.at(self._ctx, "the kafka source is not started")
         # A snapshot of coordinator state: safe without the consumer lock, and taking it
         # would hold every transaction up behind a poll.
         return consumer.group_metadata()
@@ -317,9 +321,10 @@ class KafkaSource:
         if self._transaction_owner is None:
             self._transaction_owner = owner
         elif self._transaction_owner is not owner:
-            raise self._error(
+            raise SourceError.at(
+                self._ctx,
                 "exactly_once commits offsets inside one sink's transactions, but two"
-                " sinks asked; give the pipeline a single transactional kafka sink"
+                " sinks asked; give the pipeline a single transactional kafka sink",
             )
         positions = self.tracker.positions_with(
             m.offset for m in consumed if isinstance(m.offset, Position)
@@ -373,14 +378,6 @@ class KafkaSource:
         # so nothing of theirs is committed and their in-flight messages are let go.
         self.tracker.forget(lost)
         log.warning("lost %s: dropped from the group", _names(lost))
-
-    def _error(self, message: str) -> SourceError:
-        ctx = self._ctx
-        return SourceError(
-            message,
-            component=ctx.component if ctx else None,
-            pipeline=ctx.pipeline if ctx else None,
-        )
 
 
 class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
