@@ -1,0 +1,25 @@
+"""Firestore for onto: a datastore with a change log, a view sink and a change-feed source."""
+
+from __future__ import annotations
+
+from onto_core import ComponentRegistrar, hookimpl
+from onto_firestore.datastore import FirestoreDatastore, make_client
+from onto_firestore.listen import FirestoreListenSource
+from onto_firestore.sink import FirestoreSink
+from onto_firestore.tasks import FirestoreTaskSource
+
+__all__ = [
+    "FirestoreDatastore",
+    "FirestoreListenSource",
+    "FirestoreSink",
+    "make_client",
+    "register_components",
+]
+
+
+@hookimpl
+def register_components(register: ComponentRegistrar) -> None:
+    register.datastore("firestore", FirestoreDatastore)
+    register.sink("firestore", FirestoreSink)
+    register.source("firestore_listen", FirestoreListenSource)
+    register.source("firestore_tasks", FirestoreTaskSource)
