@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -10,11 +9,10 @@ import pytest
 import requests
 
 from onto_web import get_server
+from onto_web.testing import chromium
 
 if TYPE_CHECKING:
     from conftest import Endpoint
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 def test_the_browse_page_answers_at_path_browse(rpc: Endpoint) -> None:
@@ -34,32 +32,25 @@ def test_the_browse_page_answers_at_path_browse(rpc: Endpoint) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 def test_the_browse_page_lists_the_methods_and_runs_one_in_a_browser(rpc: Endpoint) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_page()
-            elsewhere: list[str] = []
-            page.on(
-                "request",
-                lambda r: elsewhere.append(r.url) if not r.url.startswith(rpc.root) else None,
-            )
-            page.goto(f"{rpc.url}/browse")
-            page.get_by_text("meeting_session.set_attendance").wait_for(timeout=15_000)
-            page.get_by_text("user_view", exact=True).click()
-            page.get_by_text("user_view.list").click()
-            page.get_by_text("user_view.list(filters: Object, limit: Number) -> Array").wait_for()
-            page.get_by_role("button", name="Play", exact=True).click()
-            page.get_by_role("button", name="Run", exact=True).click()
-            response = page.get_by_text('"userId": "tijuana"')
-            response.wait_for(timeout=15_000)
-            assert '"result"' in response.inner_text()
-            assert elsewhere == []  # every asset is served under the path, nothing fetched
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        elsewhere: list[str] = []
+        page.on(
+            "request",
+            lambda r: elsewhere.append(r.url) if not r.url.startswith(rpc.root) else None,
+        )
+        page.goto(f"{rpc.url}/browse")
+        page.get_by_text("meeting_session.set_attendance").wait_for(timeout=15_000)
+        page.get_by_text("user_view", exact=True).click()
+        page.get_by_text("user_view.list").click()
+        page.get_by_text("user_view.list(filters: Object, limit: Number) -> Array").wait_for()
+        page.get_by_role("button", name="Play", exact=True).click()
+        page.get_by_role("button", name="Run", exact=True).click()
+        response = page.get_by_text('"userId": "tijuana"')
+        response.wait_for(timeout=15_000)
+        assert '"result"' in response.inner_text()
+        assert elsewhere == []  # every asset is served under the path, nothing fetched
 
 
 def test_the_browse_page_can_be_switched_off(serve: Callable[..., Endpoint]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -14,8 +13,7 @@ import requests
 import schemathesis
 
 from onto_rest import openapi30
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+from onto_web.testing import chromium
 
 
 @pytest.fixture(scope="module")
@@ -146,31 +144,22 @@ def test_apidocs_is_html_loading_every_asset_from_this_server(shared_rest: str) 
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 def test_apidocs_renders_every_operation_in_a_browser(shared_rest: str) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_page()
-            elsewhere: list[str] = []
-            page.on(
-                "request",
-                lambda r: elsewhere.append(r.url) if not r.url.startswith(shared_rest) else None,
-            )
-            page.goto(f"{shared_rest}/apidocs")
-            page.wait_for_selector(".opblock", timeout=15_000)
-            assert page.locator(".opblock").count() == 8
-            assert (
-                page.locator(".opblock-summary-path")
-                .first.inner_text()
-                .startswith("/meeting_session")
-            )
-            assert page.locator(".errors-wrapper").count() == 0
-            assert elsewhere == []
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        elsewhere: list[str] = []
+        page.on(
+            "request",
+            lambda r: elsewhere.append(r.url) if not r.url.startswith(shared_rest) else None,
+        )
+        page.goto(f"{shared_rest}/apidocs")
+        page.wait_for_selector(".opblock", timeout=15_000)
+        assert page.locator(".opblock").count() == 8
+        assert (
+            page.locator(".opblock-summary-path").first.inner_text().startswith("/meeting_session")
+        )
+        assert page.locator(".errors-wrapper").count() == 0
+        assert elsewhere == []
 
 
 @pytest.mark.parametrize(
