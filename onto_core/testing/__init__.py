@@ -29,6 +29,7 @@ from onto_core.testing.conformance import (  # noqa: E402
     call,
     run,
 )
+from onto_core.testing.processes import json_lines, onto_run  # noqa: E402
 
 __all__ = [
     "JSON_VALUES",
@@ -37,6 +38,8 @@ __all__ = [
     "SourceConformance",
     "SourceHarness",
     "call",
+    "json_lines",
+    "onto_run",
     "run",
     "running",
 ]

@@ -3,19 +3,17 @@ consumes it and keeps the MeetingSession views, as examples/meeting_room configu
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from examples.meeting_room.seed import open_store, seed
+from onto_core.testing import json_lines, onto_run
 
 pytestmark = pytest.mark.slow
 
@@ -24,33 +22,8 @@ EXAMPLES = ROOT / "examples" / "meeting_room"
 CHANGE_ATTENDANCE = [sys.executable, "-m", "examples.meeting_room.change_attendance"]
 
 
-@contextmanager
-def onto_run(config: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "onto_core", "run", str(config)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-
-
 def views(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    return [json.loads(line)["value"] for line in text[: text.rfind("\n") + 1].splitlines()]
+    return [line["value"] for line in json_lines(path)]
 
 
 def attending(view: dict[str, Any]) -> list[str]:
@@ -78,8 +51,8 @@ def test_changes_published_by_one_process_update_the_views_another_keeps(
         "ONTO_DEAD_LETTERS": str(tmp_path / "dead.jsonl"),
     }
     with (
-        onto_run(EXAMPLES / "kafka_publish.yaml", env, tmp_path / "publish.log"),
-        onto_run(EXAMPLES / "kafka_views.yaml", env, tmp_path / "views.log"),
+        onto_run(EXAMPLES / "kafka_publish.yaml", tmp_path / "publish.log", env, ROOT),
+        onto_run(EXAMPLES / "kafka_views.yaml", tmp_path / "views.log", env, ROOT),
     ):
         # The worker builds every participant's view at start...
         wait_until(lambda: len(views(out)) == 3, 60, "the three initial views")

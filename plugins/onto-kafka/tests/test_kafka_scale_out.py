@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,8 @@ from typing import Any
 
 import pytest
 from kafka import KafkaProducer
+
+from onto_core.testing import json_lines, onto_run
 
 pytestmark = pytest.mark.slow
 
@@ -37,36 +38,17 @@ pipelines:
 
 
 @contextmanager
-def onto_run(config: Path, out: Path, logs: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(config: Path, out: Path, logs: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``onto run config`` in a new process writing its outputs to ``out``."""
     env = {**os.environ, "WORKER_OUT": str(out)}
     env.pop("ONTO_LOAD_PLUGINS", None)
-    with logs.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "onto_core", "run", str(config)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with onto_run(config, logs, env) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
     """The JSON lines written so far (a line being written is left out)."""
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    complete = text[: text.rfind("\n") + 1]
-    return [json.loads(line) for line in complete.splitlines()]
+    return json_lines(path)
 
 
 def assignment(log: Path) -> set[int]:
@@ -120,7 +102,7 @@ def test_two_processes_split_the_partitions_and_survive_a_kill(
         producer.flush(30)
 
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
-    with onto_run(config, out_a, log_a) as worker_a, onto_run(config, out_b, log_b) as worker_b:
+    with worker(config, out_a, log_a) as worker_a, worker(config, out_b, log_b) as worker_b:
         # The group has split the partitions once each worker holds some and together all.
         wait_until(
             lambda: (a := assignment(log_a)) and (b := assignment(log_b)) and a | b == {0, 1, 2, 3},
@@ -161,7 +143,7 @@ def test_two_processes_split_the_partitions_and_survive_a_kill(
     # A single process reading the same topic from the start gives the reference.
     single = tmp_path / "single.jsonl"
     config.write_text(worker_config(kafka.bootstrap, topic, f"{topic}-single"))
-    with onto_run(config, single, tmp_path / "single.log"):
+    with worker(config, single, tmp_path / "single.log"):
         wait_until(lambda: positions(lines(single)) >= every, 60, "the single-process run")
     reference = final_balances(lines(single))
     assert len(reference) == ACCOUNTS
