@@ -523,6 +523,29 @@ def _check_guarantee(pipeline: PipelineConfig, loaded: _Loaded, path: KeyPath) -
     )
 
 
+def _check_pipeline_hooks(pipeline: PipelineConfig, loaded: _Loaded, base: KeyPath) -> None:
+    """Let each component refuse the pipeline around it (``check_pipeline(pipeline)``).
+
+    A component class may define ``check_pipeline(pipeline: PipelineConfig)`` (a classmethod
+    or staticmethod) raising ``ValueError`` when it cannot work in ``pipeline``, e.g. a
+    source whose ``exactly_once`` needs one particular sink. The error names the component
+    and its line.
+    """
+    placed: list[tuple[ComponentSpec, KeyPath]] = [
+        (pipeline.source, (*base, "source")),
+        *((spec, (*base, "processors", i)) for i, spec in enumerate(pipeline.processors)),
+        *((spec, (*base, "sinks", i)) for i, spec in enumerate(pipeline.sinks)),
+    ]
+    for spec, path in placed:
+        check = getattr(spec.info.cls, "check_pipeline", None)
+        if check is None:
+            continue
+        try:
+            check(pipeline)
+        except ValueError as exc:
+            raise loaded.error(f"{spec.kind} {spec.type!r}: {exc}", path) from None
+
+
 def parse_config(text: str, file: str = "<config>") -> OntoConfig:
     """Validate config ``text``; ``file`` names it in errors. Raises ``ConfigError``."""
     data, loaded = _parse_yaml(text, file)
@@ -564,6 +587,7 @@ def parse_config(text: str, file: str = "<config>") -> OntoConfig:
             buffer=p.buffer,
         )
         _check_guarantee(pipeline, loaded, base)
+        _check_pipeline_hooks(pipeline, loaded, base)
         if pipeline.batch.size > pipeline.buffer:
             raise loaded.error(
                 f"batch.size ({pipeline.batch.size}) cannot exceed buffer ({pipeline.buffer})",

@@ -13,11 +13,11 @@ from pydantic import BaseModel, ConfigDict
 
 from onto_core import plugins
 from onto_core.builtin.memory import channel, drop_channels
-from onto_core.config import parse_config
-from onto_core.errors import ShutdownTimeout, SourceError
+from onto_core.config import PipelineConfig, parse_config
+from onto_core.errors import ConfigError, ShutdownTimeout, SourceError
 from onto_core.hookspecs import hookimpl
 from onto_core.protocols import Guarantee, Message
-from onto_core.runtime import Runtime
+from onto_core.runtime import SOURCE_ID_HEADER, Runtime
 
 BOTH = frozenset({Guarantee.AT_MOST_ONCE, Guarantee.AT_LEAST_ONCE})
 # Shared between the test and the components it configures, reset for every test.
@@ -129,9 +129,78 @@ class UnreliableSource:
         pass
 
 
+class CountingSource:
+    """Emits ``count`` values ``{n}``; exactly_once only into a ``ledger`` sink."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(Guarantee)
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        count: int = 3
+
+    @classmethod
+    def check_pipeline(cls, pipeline: PipelineConfig) -> None:
+        others = [s.type for s in pipeline.sinks if s.type != "ledger"]
+        if pipeline.guarantee is Guarantee.EXACTLY_ONCE and others:
+            raise ValueError(f"exactly_once needs ledger sinks only, not {others}")
+
+    def __init__(self, config: Config) -> None:
+        self.left = config.count
+        self.count = config.count
+
+    def read(self) -> Message | None:
+        if not self.left:
+            return None
+        self.left -= 1
+        return Message({"n": self.count - self.left - 1})
+
+    def ack(self, message: Message) -> None:
+        state.setdefault("acked", []).append(message.value["n"])
+
+    def nack(self, message: Message, error: BaseException) -> None:
+        raise AssertionError(f"nothing fails here, yet {message.value} was nacked: {error}")
+
+
+class TwiceProcessor:
+    """Two outputs per input: ``{n, copy: 0}`` and ``{n, copy: 1}``."""
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config) -> None:
+        pass
+
+    def process(self, message: Message) -> list[Message]:
+        return [message.derive({**message.value, "copy": c}) for c in (0, 1)]
+
+
+class LedgerSink:
+    """A transactional sink: records each ``write_exactly_once`` call."""
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config) -> None:
+        pass
+
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(Guarantee)
+
+    def write(self, messages: list[Message]) -> None:
+        raise AssertionError("exactly_once must call write_exactly_once")
+
+    def write_exactly_once(
+        self, outputs: list[Message], consumed: list[Message], source: Any
+    ) -> None:
+        state.setdefault("ledger", []).append((outputs, consumed, source))
+
+
 class TestComponents:
     @hookimpl
     def register_components(self, register: plugins.ComponentRegistrar) -> None:
+        register.source("counting", CountingSource)
+        register.processor("twice", TwiceProcessor)
+        register.sink("ledger", LedgerSink)
+        register.sink("journal", LedgerSink)
         register.sink("flaky", FlakySink)
         register.sink("gated", GatedSink)
         register.sink("blocking", BlockingSink)
@@ -443,3 +512,45 @@ pipelines:
         plugins.unregister_plugin(name)
     assert calls == ["started:['a', 'b']", "stopped"]
     assert len(channel("out").messages) == 4
+
+
+def test_exactly_once_hands_a_transactional_sink_each_output_with_its_input() -> None:
+    run("""
+pipelines:
+  orders:
+    source: {type: counting, count: 6}
+    processors: [{type: twice}]
+    sinks: [{type: ledger}]
+    guarantee: exactly_once
+    batch: {size: 4, linger_ms: 10}
+""")
+    calls = state["ledger"]
+    consumed = [m for _, inputs, _ in calls for m in inputs]
+    assert [m.value["n"] for m in consumed] == list(range(6))
+    assert all(isinstance(source, CountingSource) for _, _, source in calls)
+    assert sorted(state["acked"]) == list(range(6))
+    input_of = {m.id: m.value["n"] for m in consumed}
+    for outputs, inputs, _ in calls:
+        ids = {m.id for m in inputs}
+        # every output names the consumed message it came from, within the same call
+        assert sorted(
+            (input_of[o.headers[SOURCE_ID_HEADER]], o.value["copy"]) for o in outputs
+        ) == [(m.value["n"], c) for m in inputs for c in (0, 1)]
+        assert {o.headers[SOURCE_ID_HEADER] for o in outputs} <= ids
+
+
+def test_a_component_can_refuse_the_pipeline_around_it_naming_its_line() -> None:
+    text = """\
+pipelines:
+  orders:
+    source: {type: counting}
+    sinks: [{type: ledger}, {type: journal}]
+    guarantee: exactly_once
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "onto.yaml")
+    assert str(caught.value) == (
+        "onto.yaml:3: pipelines.orders.source: source 'counting':"
+        " exactly_once needs ledger sinks only, not ['journal']"
+    )
+    parse_config(text.replace("exactly_once", "at_least_once"), "onto.yaml")

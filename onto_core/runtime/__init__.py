@@ -5,10 +5,11 @@ from __future__ import annotations
 from onto_core.runtime._background import running
 from onto_core.runtime._calls import as_async, maybe_await
 from onto_core.runtime._metrics import PipelineMetrics
-from onto_core.runtime._pipeline import PipelineRunner
+from onto_core.runtime._pipeline import SOURCE_ID_HEADER, PipelineRunner
 from onto_core.runtime._runtime import Runtime, run
 
 __all__ = [
+    "SOURCE_ID_HEADER",
     "PipelineMetrics",
     "PipelineRunner",
     "Runtime",

@@ -361,7 +361,8 @@ class PipelineRunner:
 
         ``write(outputs, consumed, source)`` commits the outputs together with the source's
         position after ``consumed`` (a Kafka sink sends the consumed offsets inside its
-        transaction), or raises having committed neither. It is called even when no
+        transaction), or raises having committed neither. Each output's ``onto-source-id``
+        header names the consumed message it came from. It is called even when no
         output is left, so the position of filtered and dead-lettered inputs moves too.
         After a failed batch, each input gets its own transaction, retried and then
         dead-lettered alone; a dead-lettered input's position rides with the next one.
@@ -373,6 +374,10 @@ class PipelineRunner:
 
         def outputs(group: list[_Item]) -> list[Message]:
             return [out for item in group if not item.dead for out in item.outputs]
+
+        for item in done:  # which consumed message each output came from
+            for out in item.outputs:
+                out.headers[SOURCE_ID_HEADER] = item.message.id
 
         batch = outputs(done)
         try:

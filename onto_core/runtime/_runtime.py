@@ -88,6 +88,7 @@ class Runtime:
                     started.append(runner)
                     await runner.start()
                 get_plugin_manager().hook.runtime_started(runtime=self)
+                log.info("started: %s", ", ".join(self.runners))
                 if self.config.runtime.freeze_gc:
                     # Start-up objects (modules, models, bootstrapped views) live as long as
                     # the process; without this every full collection walks them all again.

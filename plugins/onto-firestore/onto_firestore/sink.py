@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from google.api_core import exceptions as gexc
@@ -29,8 +30,9 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from onto_core.builtin.view import VERSION_HEADER
-from onto_core.errors import SinkError
+from onto_core.errors import OntoError, SinkError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
+from onto_core.runtime import SOURCE_ID_HEADER
 from onto_firestore.datastore import FirestoreDatastore, check_collection, make_client
 
 __all__ = ["FirestoreSink", "document_path"]
@@ -148,12 +150,16 @@ class FirestoreSink:
         """Write ``messages`` (view updates) in one commit; returns once Firestore confirmed."""
         if self._client is None:
             raise SinkError.at(self._ctx, "the firestore sink was used before start(ctx)")
+        await asyncio.to_thread(self._commit, self._client, self._latest(messages))
+
+    def _latest(self, messages: list[Message]) -> dict[str, tuple[int, dict[str, Any] | None]]:
+        """The newest ``(version, data)`` per document path among ``messages``."""
         latest: dict[str, tuple[int, dict[str, Any] | None]] = {}
         for message in messages:
             path, version, data = self._target(message)
             if path not in latest or latest[path][0] < version:
                 latest[path] = (version, data)
-        await asyncio.to_thread(self._commit, self._client, latest)
+        return latest
 
     def _target(self, message: Message) -> tuple[str, int, dict[str, Any] | None]:
         value = message.value
@@ -196,57 +202,78 @@ class FirestoreSink:
         doc_id = path.replace("|", "||").replace("/", "|")
         return client.collection(self.config.tombstones_collection).document(doc_id)
 
+    def _plan(
+        self,
+        client: firestore.Client,
+        latest: dict[str, tuple[int, dict[str, Any] | None]],
+        read: Callable[[list[Any]], Iterable[Any]],
+        batch: firestore.WriteBatch,
+        guarded: bool,
+    ) -> None:
+        """Read the targets of ``latest`` with ``read`` and add the winning writes to ``batch``.
+
+        ``guarded`` adds preconditions on what was read (a plain commit needs them; inside
+        a transaction the transaction itself guards the reads).
+        """
+        vf = self.config.version_field
+        paths = list(latest)
+        refs = [client.document(p) for p in paths]
+        tombs = [self._tombstone(client, p) for p in paths]
+        snaps = {s.reference.path: s for s in read([*refs, *tombs])}
+
+        def unchanged(read_time: Any) -> Any:
+            return client.write_option(last_update_time=read_time) if guarded else None
+
+        for path, ref, tomb in zip(paths, refs, tombs, strict=True):
+            version, data = latest[path]
+            doc, stone = snaps.get(ref.path), snaps.get(tomb.path)
+            doc_data, read_time = None, None
+            if doc is not None and doc.exists:
+                doc_data, read_time = doc.to_dict() or {}, doc.update_time
+            stored = int(doc_data.get(vf, 0)) if doc_data is not None else 0
+            if stone is not None and stone.exists:
+                stored = max(stored, int((stone.to_dict() or {}).get(vf, 0)))
+            if version <= stored:
+                continue  # older or the same: the newer document stays
+            if data is None:
+                if doc_data is not None:
+                    batch.delete(ref, option=unchanged(read_time))
+                batch.set(tomb, {vf: version, "path": path})
+                continue
+            body = {**data, vf: version}
+            if doc_data is None:
+                if guarded:
+                    batch.create(ref, body)
+                else:
+                    batch.set(ref, body)
+            elif set(doc_data) - set(body):
+                # Delete then set in this commit: a plain set would do on real Firestore,
+                # but the npm emulator merges a set into the old fields.
+                batch.delete(ref, option=unchanged(read_time))
+                batch.set(ref, body)
+            else:
+                batch.set(ref, body)
+                if guarded:
+                    batch._write_pbs[-1].current_document.update_time = read_time
+
     def _commit(
         self, client: firestore.Client, latest: dict[str, tuple[int, dict[str, Any] | None]]
     ) -> None:
-        vf = self.config.version_field
         timeout = self.config.rpc_timeout
-        retry = gretry.Retry(
-            predicate=gretry.if_transient_error,
-            initial=0.05,
-            maximum=1.0,
-            timeout=timeout,
-        )
+        retry = self._retry()
         last: Exception | None = None
         for _ in range(_COMMIT_ATTEMPTS):
-            paths = list(latest)
-            refs = [client.document(p) for p in paths]
-            tombs = [self._tombstone(client, p) for p in paths]
+            batch = client.batch()
             try:
-                snaps = {
-                    s.reference.path: s
-                    for s in client.get_all([*refs, *tombs], retry=retry, timeout=timeout)
-                }
+                self._plan(
+                    client,
+                    latest,
+                    lambda refs: client.get_all(refs, retry=retry, timeout=timeout),
+                    batch,
+                    guarded=True,
+                )
             except gexc.GoogleAPIError as exc:
                 raise SinkError.at(self._ctx, f"firestore read failed: {exc}") from exc
-            batch = client.batch()
-            for path, ref, tomb in zip(paths, refs, tombs, strict=True):
-                version, data = latest[path]
-                doc, stone = snaps.get(ref.path), snaps.get(tomb.path)
-                doc_data, read_time = None, None
-                if doc is not None and doc.exists:
-                    doc_data, read_time = doc.to_dict() or {}, doc.update_time
-                stored = int(doc_data.get(vf, 0)) if doc_data is not None else 0
-                if stone is not None and stone.exists:
-                    stored = max(stored, int((stone.to_dict() or {}).get(vf, 0)))
-                if version <= stored:
-                    continue  # older or the same: the newer document stays
-                if data is None:
-                    if doc_data is not None:
-                        batch.delete(ref, option=client.write_option(last_update_time=read_time))
-                    batch.set(tomb, {vf: version, "path": path})
-                    continue
-                body = {**data, vf: version}
-                if doc_data is None:
-                    batch.create(ref, body)
-                elif set(doc_data) - set(body):
-                    # Delete then create in this commit: a plain set would do on real
-                    # Firestore, but the npm emulator merges a set into the old fields.
-                    batch.delete(ref, option=client.write_option(last_update_time=read_time))
-                    batch.set(ref, body)
-                else:
-                    batch.set(ref, body)
-                    batch._write_pbs[-1].current_document.update_time = read_time
             if not batch._write_pbs:
                 return
             try:
@@ -259,3 +286,67 @@ class FirestoreSink:
         raise SinkError.at(
             self._ctx, f"gave up after {_COMMIT_ATTEMPTS} conflicting commits: {last}"
         )
+
+    def _retry(self) -> gretry.Retry:
+        return gretry.Retry(
+            predicate=gretry.if_transient_error,
+            initial=0.05,
+            maximum=1.0,
+            timeout=self.config.rpc_timeout,
+        )
+
+    async def write_exactly_once(
+        self, outputs: list[Message], consumed: list[Message], source: Any
+    ) -> None:
+        """Commit each consumed trigger together with the views built from it.
+
+        With a ``firestore_tasks`` source, each consumed trigger gets one Firestore
+        transaction (``FirestoreTaskSource.commit_task``): the views that came from it
+        (the runtime names the consumed message in each output's ``onto-source-id``
+        header) are written, versioned as usual, in the same commit that claims the
+        trigger's version and marks it done, or not at all. With any other source the
+        writes are the usual idempotent ones (an older or equal version never wins).
+        """
+        client = self._client
+        if client is None:
+            raise SinkError.at(self._ctx, "the firestore sink was used before start(ctx)")
+        commit_task = getattr(source, "commit_task", None)
+        if commit_task is None:
+            await self.write(outputs)
+            return
+        by_input: dict[str, list[Message]] = {m.id: [] for m in consumed}
+        for out in outputs:
+            owner = out.headers.get(SOURCE_ID_HEADER)
+            if owner not in by_input:
+                raise SinkError.at(
+                    self._ctx,
+                    f"message {out.id}: its {SOURCE_ID_HEADER} header {owner!r} names none of"
+                    " the consumed triggers",
+                )
+            by_input[owner].append(out)
+        timeout = self.config.rpc_timeout
+        for trigger in consumed:
+            latest = self._latest(by_input[trigger.id])
+
+            def stage(
+                transaction: firestore.Transaction,
+                latest: dict[str, tuple[int, dict[str, Any] | None]] = latest,
+            ) -> Callable[[firestore.Transaction], None]:
+                staged = client.batch()
+                self._plan(
+                    client,
+                    latest,
+                    lambda refs: transaction.get_all(refs, timeout=timeout),
+                    staged,
+                    guarded=False,
+                )
+
+                def write(into: firestore.Transaction) -> None:
+                    into._add_write_pbs(staged._write_pbs)
+
+                return write
+
+            try:
+                await asyncio.to_thread(commit_task, trigger, stage)
+            except OntoError as exc:
+                raise SinkError.at(self._ctx, str(exc)) from exc

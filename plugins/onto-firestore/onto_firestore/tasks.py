@@ -1,26 +1,44 @@
 """``FirestoreTaskSource``: trigger documents processed once each ("Query+Task" mode).
 
-A front end (or anyone) creates a trigger document with ``status_field`` set to
-``pending``. The source queries pending triggers every ``poll_interval`` seconds and
-emits each as ``{docId, path, data}``. When the pipeline acks it (every sink confirmed),
-the trigger is marked ``done`` by a commit whose precondition is the trigger's update
-time as read: if the trigger changed meanwhile, the mark is refused and the trigger,
-still pending, is processed again with its new contents. A nack counts an attempt in
-``attempts_field`` (same precondition); after ``max_attempts`` the trigger is marked
-``failed`` with the error in ``error_field``, and is not read again.
+A front end (or anyone) creates or updates a trigger document with ``status_field`` set
+to ``pending``. The source queries pending triggers every ``poll_interval`` seconds and
+emits each as ``{docId, path, data}``, remembering the update time it was read at.
 
-Guarantee: a trigger is marked done only after its outputs were confirmed, so a crash in
-between processes it again: at least once. Effectively once results when the sinks are
-idempotent (the ``firestore`` sink is: a redelivered view version changes nothing).
-On real Firestore two source instances may both read a trigger, but only the first mark
-commits (the update-time precondition); the npm emulator ignores update-time
-preconditions, so there the second mark also succeeds.
+``exactly_once`` (with one ``firestore`` sink): the sink calls ``commit_task`` for each
+trigger, and one Firestore transaction then
+
+1. re-reads the trigger and its claim; if the trigger is no longer pending at the update
+   time it was read at, nothing is written (``stale``: it is read again, with its new
+   contents); if another worker already claimed this version, nothing is written
+   (``taken``);
+2. lets the sink read the view documents it is about to write;
+3. creates the claim ``{claims_collection}/{path}@{update time}`` (a create: it fails if
+   the claim exists), writes the views, and marks the trigger ``done`` with an
+   update-time precondition (the time it was read at).
+
+So the outputs built from a trigger's version are written if and only if that version is
+marked processed, in one commit, and at most one worker commits each version. Conflicts
+are retried by the transaction (``transaction_attempts``); a trigger that keeps changing
+while it is processed is marked ``failed`` after ``max_attempts`` stale rounds.
+
+``at_least_once``: when the pipeline acks a trigger (every sink confirmed) it is marked
+``done`` with the same update-time precondition; if it changed meanwhile the mark is
+refused and the trigger, still pending, is processed again. A crash between the sinks'
+confirmation and the mark processes it again.
+
+In both modes a nack counts an attempt in ``attempts_field`` (and ``error_field``); after
+``max_attempts`` the trigger is marked ``failed`` and is not read again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import enum
+import os
+import socket
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from google.api_core import exceptions as gexc
@@ -28,19 +46,47 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel, ConfigDict, Field
 
+from onto_core.builtin.view import VERSION_HEADER
+from onto_core.config import PipelineConfig
 from onto_core.errors import SourceError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_firestore.datastore import FirestoreDatastore, check_collection, make_client
+from onto_firestore.sink import FirestoreSink
 
-__all__ = ["FirestoreTaskSource"]
+__all__ = ["FirestoreTaskSource", "TaskOutcome", "claim_id"]
+
+# What the sink stages inside the trigger's transaction: it reads its documents with the
+# transaction and returns how to write them.
+Stage = Callable[[firestore.Transaction], Callable[[firestore.Transaction], None]]
+
+
+class TaskOutcome(enum.Enum):
+    """What ``commit_task`` did with one trigger."""
+
+    APPLIED = "applied"  # outputs written, trigger marked done, in one commit
+    STALE = "stale"  # the trigger changed since it was read: nothing written, read again
+    TAKEN = "taken"  # this version was already committed (by another worker or earlier)
+    GONE = "gone"  # the trigger was deleted: nothing written
+
+
+def claim_id(path: str, update_time: dt.datetime) -> str:
+    """The claim document id of trigger ``path`` as of ``update_time``.
+
+    ``/`` cannot occur in a document id, so it becomes ``|`` (a ``|`` is doubled first, so
+    distinct paths never share an id); the update time is added to the microsecond.
+    """
+    stamp = update_time.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return path.replace("|", "||").replace("/", "|") + "@" + stamp
+
+
+def _micros(time: dt.datetime) -> int:
+    return int(time.timestamp()) * 1_000_000 + time.microsecond
 
 
 class FirestoreTaskSource:
-    """Pending trigger documents of one collection, each marked done once processed."""
+    """Pending trigger documents of one collection, each processed once."""
 
-    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
-        {Guarantee.AT_MOST_ONCE, Guarantee.AT_LEAST_ONCE}
-    )
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(Guarantee)
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -52,22 +98,57 @@ class FirestoreTaskSource:
         failed: str = Field("failed", description="State set after max_attempts failures.")
         attempts_field: str = Field("attempts", description="Field counting failed attempts.")
         error_field: str = Field("error", description="Field holding the last error.")
-        max_attempts: int = Field(5, ge=1, description="Attempts before 'failed'.")
+        max_attempts: int = Field(
+            5, ge=1, description="Failed (or, exactly_once, stale) rounds before 'failed'."
+        )
         poll_interval: float = Field(0.2, gt=0, description="Seconds between queries.")
         batch: int = Field(100, ge=1, description="Triggers fetched per query.")
+        claims_collection: str = Field(
+            "_onto_task_claims", description="exactly_once: one claim per processed version."
+        )
+        claim_ttl: float = Field(
+            7 * 86400.0,
+            gt=0,
+            description=(
+                "exactly_once: seconds after which a claim's 'expireAt' passes (for a"
+                " Firestore TTL policy on that field)."
+            ),
+        )
+        transaction_attempts: int = Field(
+            5, ge=1, description="exactly_once: tries of one trigger's contended transaction."
+        )
+        worker: str | None = Field(None, description="Name recorded in claims (default: host:pid).")
         project: str | None = Field(None, description="Default: the firestore datastore's.")
         database: str = Field("(default)", description="Firestore database id.")
         emulator_host: str | None = Field(None, description="host:port of an emulator.")
 
+    @classmethod
+    def check_pipeline(cls, pipeline: PipelineConfig) -> None:
+        """exactly_once needs exactly one sink, a ``firestore`` one: it commits the mark."""
+        if pipeline.guarantee is not Guarantee.EXACTLY_ONCE:
+            return
+        sinks = pipeline.sinks
+        if len(sinks) != 1 or not issubclass(sinks[0].info.cls, FirestoreSink):
+            got = ", ".join(repr(s.type) for s in sinks)
+            raise ValueError(
+                "exactly_once commits each trigger's mark together with the views it produced,"
+                " in one Firestore transaction of the 'firestore' sink, so the pipeline needs"
+                f" exactly one sink of type 'firestore' (got {got})"
+            )
+
     def __init__(self, config: Config) -> None:
         check_collection(config.collection)
+        check_collection(config.claims_collection)
         if "." in config.status_field:
             raise ValueError(f"status_field {config.status_field!r} must be a top-level field")
         self.config = config
+        self.worker = config.worker or f"{socket.gethostname()}:{os.getpid()}"
         self._client: firestore.Client | None = None
         self._own_client = False
         self._ctx: RuntimeContext | None = None
         self._in_flight: set[str] = set()
+        self._settled: dict[str, TaskOutcome] = {}  # committed by commit_task, not yet acked
+        self._stale_rounds: dict[str, int] = {}
         self._ready: list[Message] = []
         self._closed = False
         self._wake = asyncio.Event()
@@ -112,17 +193,117 @@ class FirestoreTaskSource:
         return batch[0] if batch else None
 
     async def ack(self, message: Message) -> None:
-        """Mark the trigger done, if it is unchanged since it was read."""
-        await asyncio.to_thread(self._mark, message, {self.config.status_field: self.config.done})
+        """Done with the trigger: mark it, unless ``commit_task`` already settled it."""
+        path = message.offset[0]
+        outcome = self._settled.pop(path, None)
+        if outcome is None:
+            await asyncio.to_thread(
+                self._mark, message, {self.config.status_field: self.config.done}
+            )
+            return
+        self._in_flight.discard(path)
+        if outcome is TaskOutcome.STALE:
+            self._wake.set()  # read its new version without waiting for the next poll
 
     async def nack(self, message: Message, error: BaseException) -> None:
         """Count the failed attempt; mark the trigger failed after ``max_attempts``."""
         config = self.config
+        self._settled.pop(message.offset[0], None)
         attempts = int(message.value["data"].get(config.attempts_field, 0)) + 1
         update: dict[str, Any] = {config.attempts_field: attempts, config.error_field: str(error)}
         if attempts >= config.max_attempts:
             update[config.status_field] = config.failed
         await asyncio.to_thread(self._mark, message, update)
+
+    def commit_task(self, message: Message, stage: Stage) -> TaskOutcome:
+        """Commit ``message``'s trigger version once, with what ``stage`` writes (blocking).
+
+        In one transaction: re-read the trigger and its claim, call ``stage(transaction)``
+        (it reads with the transaction and returns a writer), create the claim, run the
+        writer, mark the trigger done with its read update time as precondition. Raises
+        ``SourceError`` when Firestore fails or contention outlasts
+        ``transaction_attempts``.
+        """
+        client = self._client
+        if client is None:
+            raise SourceError.at(self._ctx, "firestore_tasks source used before start(ctx)")
+        config = self.config
+        path, read_time = message.offset
+        ref = client.document(path)
+        claim = client.collection(config.claims_collection).document(claim_id(path, read_time))
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> TaskOutcome:
+            snaps = {s.reference.path: s for s in transaction.get_all([ref, claim])}
+            trigger, claimed = snaps[ref.path], snaps[claim.path]
+            if claimed.exists:
+                return TaskOutcome.TAKEN
+            if not trigger.exists:
+                return TaskOutcome.GONE
+            status = (trigger.to_dict() or {}).get(config.status_field)
+            if trigger.update_time != read_time or status != config.pending:
+                return TaskOutcome.STALE
+            write = stage(transaction)
+            now = dt.datetime.now(dt.UTC)
+            # The claim is the first write: a commit whose claim exists writes nothing.
+            transaction.create(
+                claim,
+                {
+                    "path": path,
+                    "updateTime": read_time,
+                    "worker": self.worker,
+                    "pipeline": self._ctx.pipeline if self._ctx else None,
+                    "claimedAt": now,
+                    "expireAt": now + dt.timedelta(seconds=config.claim_ttl),
+                },
+            )
+            write(transaction)
+            transaction.update(
+                ref,
+                {config.status_field: config.done},
+                option=client.write_option(last_update_time=read_time),
+            )
+            return TaskOutcome.APPLIED
+
+        try:
+            outcome: TaskOutcome = run(client.transaction(max_attempts=config.transaction_attempts))
+        except gexc.AlreadyExists:
+            outcome = TaskOutcome.TAKEN  # another worker's claim won the race
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            outcome = TaskOutcome.STALE  # the trigger changed (or went) before our commit
+        except ValueError as exc:  # the transaction's attempts are spent
+            raise SourceError.at(self._ctx, f"trigger {path}: {exc} ({exc.__cause__})") from exc
+        except gexc.GoogleAPIError as exc:
+            raise SourceError.at(self._ctx, f"trigger {path}: transaction failed: {exc}") from exc
+        self._record(message, outcome)
+        return outcome
+
+    def _record(self, message: Message, outcome: TaskOutcome) -> None:
+        path = message.offset[0]
+        self._settled[path] = outcome
+        log = self._ctx.log if self._ctx else None
+        if outcome is not TaskOutcome.STALE:
+            self._stale_rounds.pop(path, None)
+            if log is not None and outcome is not TaskOutcome.APPLIED:
+                log.debug("trigger %s: %s, nothing written", path, outcome.value)
+            return
+        rounds = self._stale_rounds.get(path, 0) + 1
+        self._stale_rounds[path] = rounds
+        if log is not None:
+            log.info("trigger %s changed while processed (round %d), read again", path, rounds)
+        if rounds >= self.config.max_attempts:
+            self._stale_rounds.pop(path, None)
+            self._give_up(path, f"changed while being processed, {rounds} rounds in a row")
+
+    def _give_up(self, path: str, error: str) -> None:
+        config = self.config
+        assert self._client is not None
+        with contextlib.suppress(gexc.NotFound):
+            self._client.document(path).update(
+                {config.status_field: config.failed, config.error_field: error}
+            )
+        if self._ctx is not None:
+            self._ctx.log.warning("trigger %s marked %s: %s", path, config.failed, error)
 
     def _fetch(self) -> list[Message]:
         assert self._client is not None
@@ -146,6 +327,8 @@ class FirestoreTaskSource:
                 Message(
                     value,
                     key=snap.reference.path,
+                    # Outputs derived from it carry it: a view's version, for the sink.
+                    headers={VERSION_HEADER: str(_micros(snap.update_time))},
                     channel=config.collection,
                     offset=(snap.reference.path, snap.update_time),
                 )
