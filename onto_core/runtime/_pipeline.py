@@ -362,7 +362,8 @@ class PipelineRunner:
         ``write(outputs, consumed, source)`` commits the outputs together with the source's
         position after ``consumed`` (a Kafka sink sends the consumed offsets inside its
         transaction), or raises having committed neither. Each output's ``onto-source-id``
-        header names the consumed message it came from. It is called even when no
+        header names the consumed message it came from. It may return how many outputs it
+        wrote (for ``out``), when it skipped some already written. It is called even when no
         output is left, so the position of filtered and dead-lettered inputs moves too.
         After a failed batch, each input gets its own transaction, retried and then
         dead-lettered alone; a dead-lettered input's position rides with the next one.
@@ -381,8 +382,8 @@ class PipelineRunner:
 
         batch = outputs(done)
         try:
-            await write(batch, [item.message for item in done], source)
-            self.metrics.messages_out += len(batch)
+            written = await write(batch, [item.message for item in done], source)
+            self.metrics.messages_out += written if isinstance(written, int) else len(batch)
             return
         except Exception as exc:
             self.metrics.failed += 1
@@ -393,8 +394,10 @@ class PipelineRunner:
             outs = outputs([item])
             probe = outs[0] if outs else item.message
             call = functools.partial(write, outs, [*carried, item.message], source)
-            if await self._attempt(call, probe, sink.label, max(1, self._attempts - 1)):
-                self.metrics.messages_out += len(outs)
+            result = await self._attempt(call, probe, sink.label, max(1, self._attempts - 1))
+            if result is not None:
+                written = result[0]
+                self.metrics.messages_out += written if isinstance(written, int) else len(outs)
                 carried = []
                 continue
             for out in outs:

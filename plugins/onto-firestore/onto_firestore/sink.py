@@ -34,6 +34,7 @@ from onto_core.errors import OntoError, SinkError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_core.runtime import SOURCE_ID_HEADER
 from onto_firestore.datastore import FirestoreDatastore, check_collection, make_client
+from onto_firestore.tasks import TaskOutcome
 
 __all__ = ["FirestoreSink", "document_path"]
 
@@ -297,7 +298,7 @@ class FirestoreSink:
 
     async def write_exactly_once(
         self, outputs: list[Message], consumed: list[Message], source: Any
-    ) -> None:
+    ) -> int:
         """Commit each consumed trigger together with the views built from it.
 
         With a ``firestore_tasks`` source, each consumed trigger gets one Firestore
@@ -306,6 +307,7 @@ class FirestoreSink:
         header) are written, versioned as usual, in the same commit that claims the
         trigger's version and marks it done, or not at all. With any other source the
         writes are the usual idempotent ones (an older or equal version never wins).
+        Returns how many outputs were committed.
         """
         client = self._client
         if client is None:
@@ -313,7 +315,7 @@ class FirestoreSink:
         commit_task = getattr(source, "commit_task", None)
         if commit_task is None:
             await self.write(outputs)
-            return
+            return len(outputs)
         by_input: dict[str, list[Message]] = {m.id: [] for m in consumed}
         for out in outputs:
             owner = out.headers.get(SOURCE_ID_HEADER)
@@ -325,6 +327,7 @@ class FirestoreSink:
                 )
             by_input[owner].append(out)
         timeout = self.config.rpc_timeout
+        written = 0
         for trigger in consumed:
             latest = self._latest(by_input[trigger.id])
 
@@ -347,6 +350,9 @@ class FirestoreSink:
                 return write
 
             try:
-                await asyncio.to_thread(commit_task, trigger, stage)
+                outcome = await asyncio.to_thread(commit_task, trigger, stage)
             except OntoError as exc:
                 raise SinkError.at(self._ctx, str(exc)) from exc
+            if outcome is TaskOutcome.APPLIED:
+                written += len(by_input[trigger.id])
+        return written

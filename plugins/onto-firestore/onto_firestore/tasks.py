@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import enum
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -51,7 +52,6 @@ from onto_core.config import PipelineConfig
 from onto_core.errors import SourceError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_firestore.datastore import FirestoreDatastore, check_collection, make_client
-from onto_firestore.sink import FirestoreSink
 
 __all__ = ["FirestoreTaskSource", "TaskOutcome", "claim_id"]
 
@@ -127,6 +127,8 @@ class FirestoreTaskSource:
         """exactly_once needs exactly one sink, a ``firestore`` one: it commits the mark."""
         if pipeline.guarantee is not Guarantee.EXACTLY_ONCE:
             return
+        from onto_firestore.sink import FirestoreSink  # the sink module imports this one
+
         sinks = pipeline.sinks
         if len(sinks) != 1 or not issubclass(sinks[0].info.cls, FirestoreSink):
             got = ", ".join(repr(s.type) for s in sinks)
@@ -271,8 +273,14 @@ class FirestoreTaskSource:
             outcome = TaskOutcome.TAKEN  # another worker's claim won the race
         except (gexc.FailedPrecondition, gexc.NotFound):
             outcome = TaskOutcome.STALE  # the trigger changed (or went) before our commit
-        except ValueError as exc:  # the transaction's attempts are spent
-            raise SourceError.at(self._ctx, f"trigger {path}: {exc} ({exc.__cause__})") from exc
+        except ValueError as exc:
+            if not isinstance(exc.__cause__, gexc.Aborted):
+                raise
+            raise SourceError.at(
+                self._ctx,
+                f"trigger {path}: still contended after {config.transaction_attempts}"
+                f" transaction attempts: {exc.__cause__}",
+            ) from exc
         except gexc.GoogleAPIError as exc:
             raise SourceError.at(self._ctx, f"trigger {path}: transaction failed: {exc}") from exc
         self._record(message, outcome)
@@ -298,12 +306,17 @@ class FirestoreTaskSource:
     def _give_up(self, path: str, error: str) -> None:
         config = self.config
         assert self._client is not None
-        with contextlib.suppress(gexc.NotFound):
+        log = self._ctx.log if self._ctx is not None else logging.getLogger("onto.firestore")
+        try:
             self._client.document(path).update(
                 {config.status_field: config.failed, config.error_field: error}
             )
-        if self._ctx is not None:
-            self._ctx.log.warning("trigger %s marked %s: %s", path, config.failed, error)
+        except gexc.NotFound:
+            return  # deleted meanwhile: nothing left to mark
+        except gexc.GoogleAPIError as exc:  # still pending: the next round tries again
+            log.warning("could not mark trigger %s %s: %s", path, config.failed, exc)
+            return
+        log.warning("trigger %s marked %s: %s", path, config.failed, error)
 
     def _fetch(self) -> list[Message]:
         assert self._client is not None
