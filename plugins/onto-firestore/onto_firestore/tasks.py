@@ -39,6 +39,7 @@ import enum
 import logging
 import os
 import socket
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -54,6 +55,9 @@ from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_firestore.datastore import FirestoreDatastore, check_collection, make_client
 
 __all__ = ["FirestoreTaskSource", "TaskOutcome", "claim_id"]
+
+# Handled trigger versions remembered; only queries racing the marks need them.
+_HANDLED_KEPT = 10_000
 
 # What the sink stages inside the trigger's transaction: it reads its documents with the
 # transaction and returns how to write them.
@@ -149,6 +153,9 @@ class FirestoreTaskSource:
         self._own_client = False
         self._ctx: RuntimeContext | None = None
         self._in_flight: set[str] = set()
+        # Versions already handled: a query that ran before a trigger was marked still
+        # returns it as pending, at the update time handled.
+        self._handled: OrderedDict[str, dt.datetime] = OrderedDict()
         self._settled: dict[str, TaskOutcome] = {}  # committed by commit_task, not yet acked
         self._stale_rounds: dict[str, int] = {}
         self._ready: list[Message] = []
@@ -203,7 +210,7 @@ class FirestoreTaskSource:
                 self._mark, message, {self.config.status_field: self.config.done}
             )
             return
-        self._in_flight.discard(path)
+        self._release(message)
         if outcome is TaskOutcome.STALE:
             self._wake.set()  # read its new version without waiting for the next poll
 
@@ -332,7 +339,8 @@ class FirestoreTaskSource:
             raise SourceError.at(self._ctx, f"firestore query of triggers failed: {exc}") from exc
         found = []
         for snap in snaps:
-            if snap.reference.path in self._in_flight:
+            path = snap.reference.path
+            if path in self._in_flight or self._handled.get(path) == snap.update_time:
                 continue
             self._in_flight.add(snap.reference.path)
             value = {"docId": snap.id, "path": snap.reference.path, "data": snap.to_dict() or {}}
@@ -364,4 +372,13 @@ class FirestoreTaskSource:
         except gexc.GoogleAPIError as exc:
             raise SourceError.at(self._ctx, f"could not mark trigger {path}: {exc}") from exc
         finally:
-            self._in_flight.discard(path)
+            self._release(message)
+
+    def _release(self, message: Message) -> None:
+        """``message``'s trigger version is handled: it may be read again once it changes."""
+        path, read_time = message.offset
+        self._handled[path] = read_time
+        self._handled.move_to_end(path)
+        while len(self._handled) > _HANDLED_KEPT:
+            self._handled.popitem(last=False)
+        self._in_flight.discard(path)

@@ -178,6 +178,31 @@ def test_a_trigger_edited_while_processed_is_applied_at_its_new_version_only(
     assert (metrics["dead_lettered"], metrics["out"]) == (0, 1)  # only once@edit-1 written
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_each_trigger_version_is_read_once_though_queries_race_the_marks(
+    client: Any, emulator_host: str, project: str, guarantee: str
+) -> None:
+    n = 150  # several query rounds, each started while earlier triggers are being marked
+    batch = client.batch()
+    for i in range(n):
+        batch.set(
+            client.document(f"invites/i{i:03d}"),
+            {"meetingId": "meeting-1", "userId": f"u{i}", "status": "pending"},
+        )
+    batch.commit()
+    config = pipeline(
+        project,
+        emulator_host,
+        "examples.meeting_room.invites:invitation",
+        "users/{user_id}/invitations/{meeting_id}",
+        batch=40,
+    ).replace("exactly_once", guarantee)
+    with running(config) as runtime, watching(client, "invites") as watch:
+        watch.wait(settled, f"{n} invites done")
+        metrics = runtime.metrics()["invites"]
+    assert (metrics["in"], metrics["out"], metrics["acked"]) == (n, n, n)
+
+
 def test_a_version_another_worker_commits_first_is_not_written_again(
     client: Any, emulator_host: str, project: str
 ) -> None:
