@@ -21,6 +21,7 @@ preconditions, so there only ``exists`` preconditions guard against other proces
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -36,10 +37,11 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel, ConfigDict, Field
 
-from onto_core.errors import ConflictError, DatastoreError
+from onto_core.errors import ComponentError, ConflictError, DatastoreError
 from onto_core.models.datastore import Change, ChangeListeners, ChangeOp
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import DocKey, Transaction, run_transaction
+from onto_core.protocols import RuntimeContext
 
 __all__ = ["FirestoreDatastore", "make_client"]
 
@@ -422,3 +424,30 @@ class FirestoreDatastore:
             self._doc(self.config.cursors_collection, name).set({"seq": int(seq)})
         except gexc.GoogleAPIError as exc:
             raise DatastoreError(f"firestore save of cursor {name!r} failed: {exc}") from exc
+
+
+async def component_client(
+    ctx: RuntimeContext,
+    what: str,
+    error: type[ComponentError],
+    project: str | None,
+    database: str,
+    emulator_host: str | None,
+) -> tuple[firestore.Client, bool]:
+    """The client the firestore source or sink ``what`` of ``ctx``'s pipeline works with.
+
+    The pipeline's firestore datastore's client when ``project`` is unset or the same;
+    otherwise a client of its own (the ``bool`` is True: the caller closes it). Without
+    a project from either, ``error`` says what to set.
+    """
+    store = ctx.datastore
+    if isinstance(store, FirestoreDatastore) and project in (None, store.config.project):
+        store.open()
+        return store.client, False
+    project = project or FirestoreDatastore.Config().project
+    if not project:
+        raise error.at(
+            ctx, f"{what}: set 'project' (or GOOGLE_CLOUD_PROJECT, or use a firestore datastore)"
+        )
+    client = await asyncio.to_thread(make_client, project, database, emulator_host)
+    return client, True

@@ -38,7 +38,7 @@ from onto_core.errors import SourceError
 from onto_core.models.datastore import Change, ChangeOp
 from onto_core.models.query import check_conditions
 from onto_core.protocols import Guarantee, Message, RuntimeContext
-from onto_firestore.datastore import FirestoreDatastore, check_collection, make_client
+from onto_firestore.datastore import check_collection, component_client
 
 __all__ = ["FirestoreListenSource"]
 
@@ -109,20 +109,15 @@ class FirestoreListenSource:
         self._loop = asyncio.get_running_loop()
         self._saving = asyncio.Lock()
         self._cursor = self.config.cursor or ctx.pipeline
-        store, config = ctx.datastore, self.config
-        if isinstance(store, FirestoreDatastore) and config.project in (None, store.config.project):
-            store.open()
-            self._client = store.client
-        else:
-            project = config.project or FirestoreDatastore.Config().project
-            if not project:
-                raise SourceError.at(
-                    ctx, "firestore_listen source: set 'project' (or use a firestore datastore)"
-                )
-            self._client = await asyncio.to_thread(
-                make_client, project, config.database, config.emulator_host
-            )
-            self._own_client = True
+        config = self.config
+        self._client, self._own_client = await component_client(
+            ctx,
+            "firestore_listen source",
+            SourceError,
+            config.project,
+            config.database,
+            config.emulator_host,
+        )
         state = await asyncio.to_thread(self._state_ref().get)
         known = (state.to_dict() or {}).get("known", {}) if state.exists else {}
         self._known = {str(k): int(v) for k, v in known.items()}

@@ -33,7 +33,7 @@ from onto_core.builtin.view import VERSION_HEADER
 from onto_core.errors import OntoError, SinkError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_core.runtime import SOURCE_ID_HEADER
-from onto_firestore.datastore import FirestoreDatastore, check_collection, make_client
+from onto_firestore.datastore import check_collection, component_client
 from onto_firestore.tasks import TaskOutcome
 
 __all__ = ["FirestoreSink", "document_path"]
@@ -124,23 +124,10 @@ class FirestoreSink:
     async def start(self, ctx: RuntimeContext) -> None:
         """Connect: through the pipeline's firestore datastore unless told otherwise."""
         self._ctx = ctx
-        store = ctx.datastore
         config = self.config
-        if isinstance(store, FirestoreDatastore) and config.project in (None, store.config.project):
-            store.open()
-            self._client = store.client
-            return
-        project = config.project or FirestoreDatastore.Config().project
-        if not project:
-            raise SinkError.at(
-                ctx,
-                "firestore sink: set 'project' (or GOOGLE_CLOUD_PROJECT, or use a"
-                " firestore datastore)",
-            )
-        self._client = await asyncio.to_thread(
-            make_client, project, config.database, config.emulator_host
+        self._client, self._own_client = await component_client(
+            ctx, "firestore sink", SinkError, config.project, config.database, config.emulator_host
         )
-        self._own_client = True
 
     async def close(self) -> None:
         client, self._client = self._client, None

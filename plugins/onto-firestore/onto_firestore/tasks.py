@@ -52,7 +52,7 @@ from onto_core.builtin.view import VERSION_HEADER
 from onto_core.config import PipelineConfig
 from onto_core.errors import SourceError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
-from onto_firestore.datastore import FirestoreDatastore, check_collection, make_client
+from onto_firestore.datastore import check_collection, component_client
 
 __all__ = ["FirestoreTaskSource", "TaskOutcome", "claim_id"]
 
@@ -164,18 +164,15 @@ class FirestoreTaskSource:
 
     async def start(self, ctx: RuntimeContext) -> None:
         self._ctx = ctx
-        store, config = ctx.datastore, self.config
-        if isinstance(store, FirestoreDatastore) and config.project in (None, store.config.project):
-            store.open()
-            self._client = store.client
-            return
-        project = config.project or FirestoreDatastore.Config().project
-        if not project:
-            raise SourceError.at(ctx, "firestore_tasks source: set 'project'")
-        self._client = await asyncio.to_thread(
-            make_client, project, config.database, config.emulator_host
+        config = self.config
+        self._client, self._own_client = await component_client(
+            ctx,
+            "firestore_tasks source",
+            SourceError,
+            config.project,
+            config.database,
+            config.emulator_host,
         )
-        self._own_client = True
 
     async def close(self) -> None:
         self._closed = True

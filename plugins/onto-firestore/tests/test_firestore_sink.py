@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 
-from onto_core.errors import SinkError
+from onto_core.errors import SinkError, SourceError
 from onto_core.protocols import Message, RuntimeContext
-from onto_firestore import FirestoreDatastore, FirestoreSink
+from onto_firestore import (
+    FirestoreDatastore,
+    FirestoreListenSource,
+    FirestoreSink,
+    FirestoreTaskSource,
+)
 
 PATH = "users/{user_id}/meetingSessions/{meeting_id}"
 
@@ -111,3 +116,32 @@ def test_a_view_lacking_a_path_field_is_refused_by_name(store: FirestoreDatastor
 def test_a_path_template_must_name_a_document() -> None:
     with pytest.raises(ValueError, match="must name a document"):
         FirestoreSink.Config(path="users/{user_id}/meetingSessions")
+
+
+@pytest.mark.parametrize(
+    ("component", "error", "name"),
+    [
+        (FirestoreSink(FirestoreSink.Config(path=PATH)), SinkError, "firestore sink"),
+        (
+            FirestoreListenSource(FirestoreListenSource.Config(collection="meetings")),
+            SourceError,
+            "firestore_listen source",
+        ),
+        (
+            FirestoreTaskSource(FirestoreTaskSource.Config(collection="invites")),
+            SourceError,
+            "firestore_tasks source",
+        ),
+    ],
+)
+def test_a_component_without_a_project_says_what_to_set(
+    component: Any, error: type[Exception], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    ctx = RuntimeContext("views", "sinks[0]", logging.getLogger("t"))  # no datastore
+    with pytest.raises(error) as caught:
+        asyncio.run(component.start(ctx))
+    assert str(caught.value) == (
+        f"{name}: set 'project' (or GOOGLE_CLOUD_PROJECT, or use a firestore datastore)"
+        " (pipeline 'views', component 'sinks[0]')"
+    )
