@@ -22,6 +22,7 @@ preconditions, so there only ``exists`` preconditions guard against other proces
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import os
@@ -104,6 +105,12 @@ def _digest(update_time_ns: int, data: dict[str, Any]) -> int:
     # identical data at an identical time is the same state, for a conflict check too.
     text = f"{update_time_ns}:{json.dumps(data, sort_keys=True, default=str)}"
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") | 1
+
+
+def micros(stamp: dt.datetime) -> int:
+    """Microseconds since the epoch of a Firestore timestamp: Firestore's precision, and
+    exact in a double (JavaScript clients and the npm emulator hold integers as doubles)."""
+    return int(stamp.timestamp()) * 1_000_000 + stamp.microsecond
 
 
 def _time_ns(stamp: Any) -> int:

@@ -38,17 +38,11 @@ from onto_core.errors import SourceError
 from onto_core.models.datastore import Change, ChangeOp
 from onto_core.models.query import check_conditions
 from onto_core.protocols import Guarantee, Message, RuntimeContext
-from onto_firestore.datastore import check_collection, component_client
+from onto_firestore.datastore import check_collection, component_client, micros
 
 __all__ = ["FirestoreListenSource"]
 
 _FIRESTORE_OPS = {"array-contains": "array_contains"}
-
-
-def _micros(stamp: Any) -> int:
-    """Microseconds since the epoch: Firestore's precision, and exact in a double
-    (JavaScript clients and the npm emulator hold integers as doubles)."""
-    return round(float(stamp.timestamp()) * 1_000_000)
 
 
 class FirestoreListenSource:
@@ -224,7 +218,7 @@ class FirestoreListenSource:
     def _on_snapshot(self, docs: Any, changes: Any, read_time: Any) -> None:
         """Runs in the client's listener thread: queue what changed, wake the reader."""
         collection = self.config.collection
-        now = _micros(read_time) if read_time is not None else time.time_ns() // 1000
+        now = micros(read_time) if read_time is not None else time.time_ns() // 1000
         found: list[Change] = []
         with self._lock:
             if self._first:
@@ -234,7 +228,7 @@ class FirestoreListenSource:
                 for snap in docs:
                     present[snap.id] = snap
                 for doc_id, snap in present.items():
-                    stamp = _micros(snap.update_time)
+                    stamp = micros(snap.update_time)
                     if stamp > self._seen.get(doc_id, -1):
                         op = ChangeOp.UPDATE if doc_id in self._seen else ChangeOp.CREATE
                         found.append(
@@ -252,7 +246,7 @@ class FirestoreListenSource:
                                 Change(now, collection, snap.id, ChangeOp.DELETE, None, now / 1e6)
                             )
                         continue
-                    stamp = _micros(snap.update_time)
+                    stamp = micros(snap.update_time)
                     if stamp <= self._seen.get(snap.id, -1):
                         continue
                     op = ChangeOp.UPDATE if snap.id in self._seen else ChangeOp.CREATE

@@ -52,7 +52,7 @@ from onto_core.builtin.view import VERSION_HEADER
 from onto_core.config import PipelineConfig
 from onto_core.errors import SourceError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
-from onto_firestore.datastore import check_collection, component_client
+from onto_firestore.datastore import check_collection, component_client, micros
 
 __all__ = ["FirestoreTaskSource", "TaskOutcome", "claim_id"]
 
@@ -81,10 +81,6 @@ def claim_id(path: str, update_time: dt.datetime) -> str:
     """
     stamp = update_time.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     return path.replace("|", "||").replace("/", "|") + "@" + stamp
-
-
-def _micros(time: dt.datetime) -> int:
-    return int(time.timestamp()) * 1_000_000 + time.microsecond
 
 
 class FirestoreTaskSource:
@@ -339,16 +335,16 @@ class FirestoreTaskSource:
             path = snap.reference.path
             if path in self._in_flight or self._handled.get(path) == snap.update_time:
                 continue
-            self._in_flight.add(snap.reference.path)
-            value = {"docId": snap.id, "path": snap.reference.path, "data": snap.to_dict() or {}}
+            self._in_flight.add(path)
+            value = {"docId": snap.id, "path": path, "data": snap.to_dict() or {}}
             found.append(
                 Message(
                     value,
-                    key=snap.reference.path,
+                    key=path,
                     # Outputs derived from it carry it: a view's version, for the sink.
-                    headers={VERSION_HEADER: str(_micros(snap.update_time))},
+                    headers={VERSION_HEADER: str(micros(snap.update_time))},
                     channel=config.collection,
-                    offset=(snap.reference.path, snap.update_time),
+                    offset=(path, snap.update_time),
                 )
             )
         return found
