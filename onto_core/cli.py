@@ -182,7 +182,9 @@ def plugins(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, with each config schema.")
 @click.option("--markdown", is_flag=True, help="Print the reference as Markdown (for docs/).")
 @click.option(
-    "--kind", type=click.Choice(["source", "processor", "sink", "datastore"]), default=None
+    "--kind",
+    type=click.Choice(["source", "processor", "sink", "datastore", "coordinator"]),
+    default=None,
 )
 def components(as_json: bool, markdown: bool, kind: Any) -> None:
     """List every component type a config can name, with its settings."""

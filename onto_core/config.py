@@ -483,6 +483,13 @@ def _component(kind: ComponentKind, block: Any, loaded: _Loaded, path: KeyPath) 
     except PluginError as exc:
         raise loaded.error(exc.message, (*path, "type")) from None
     settings = {k: v for k, v in block.items() if k != "type"}
+    for name, field_info in model.model_fields.items():
+        # A setting that is itself a component block (``json_schema_extra={"component":
+        # kind}``) is checked as one, so its errors name their own keys and lines.
+        extra = field_info.json_schema_extra
+        nested = extra.get("component") if isinstance(extra, dict) else None
+        if isinstance(nested, str) and settings.get(name) is not None:
+            settings[name] = _component(nested, settings[name], loaded, (*path, name))  # type: ignore[arg-type]
     try:
         config = model.model_validate(settings)
     except ValidationError as exc:

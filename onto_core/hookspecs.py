@@ -26,7 +26,8 @@ def register_components(register: ComponentRegistrar) -> None:
     """Register this plugin's components by name.
 
     Call ``register.source(name, cls)``, ``register.processor(name, cls)``,
-    ``register.sink(name, cls)`` and ``register.datastore(name, cls)``. ``name`` is what a
+    ``register.sink(name, cls)``, ``register.datastore(name, cls)`` and
+    ``register.coordinator(name, cls)`` (a ``ShardCoordinator``). ``name`` is what a
     config's ``type:`` refers to; ``cls`` has a nested pydantic ``Config`` model and is
     constructed as ``cls(config)``. A name already taken by another plugin is refused with
     a warning naming both, and the first registration stays.

@@ -42,8 +42,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "onto"
-ComponentKind = Literal["source", "processor", "sink", "datastore"]
-KINDS: tuple[ComponentKind, ...] = ("source", "processor", "sink", "datastore")
+ComponentKind = Literal["source", "processor", "sink", "datastore", "coordinator"]
+KINDS: tuple[ComponentKind, ...] = ("source", "processor", "sink", "datastore", "coordinator")
 
 log = logging.getLogger("onto.plugins")
 
@@ -161,6 +161,10 @@ class ComponentRegistrar:
     def datastore(self, name: str, cls: type[Any]) -> None:
         """Register a datastore class under ``name``."""
         self._add("datastore", name, cls)
+
+    def coordinator(self, name: str, cls: type[Any]) -> None:
+        """Register a shard coordinator class (``ShardCoordinator``) under ``name``."""
+        self._add("coordinator", name, cls)
 
 
 class _Hub:

@@ -28,7 +28,7 @@ import enum
 import itertools
 import time
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -43,6 +43,7 @@ __all__ = [
     "Processor",
     "ProcessorResult",
     "RuntimeContext",
+    "ShardCoordinator",
     "Sink",
     "Source",
 ]
@@ -111,14 +112,23 @@ class Message:
         }
 
 
+def _no_wake() -> None:
+    return None
+
+
 @dataclass(slots=True)
 class RuntimeContext:
-    """What the runtime hands each component in ``start``."""
+    """What the runtime hands each component in ``start``.
+
+    ``wake()`` may be called from any thread: the pipeline's worker then calls the
+    processors' ``due_messages()`` soon, even when no input arrives (see ``Processor``).
+    """
 
     pipeline: str
     component: str
     log: logging.Logger
     datastore: Datastore | None = None
+    wake: Callable[[], None] = _no_wake
 
 
 @runtime_checkable
@@ -161,6 +171,17 @@ class Processor(Protocol):
     message is filtered out and acked). An optional ``process_batch(msgs)`` returns one
     result per input, in order, and is used when present. Raising marks that one message
     failed: it is retried per the pipeline's retry policy, then dead-lettered.
+
+    Optional, for processors that keep state:
+
+    - ``due_messages()`` returns messages the processor emits without an input (views
+      built at start-up or taken over from another worker). The worker calls it before
+      the first batch and again whenever ``ctx.wake()`` was called; its messages go
+      through the later processors to every sink like any other, with nothing to ack.
+    - ``settled(delivered, failed)`` is called with this processor's outputs once their
+      fate is known: ``delivered`` reached every sink, ``failed`` did not (dead-lettered
+      or to be delivered again). It runs before the inputs are acked, so state saved
+      there is never behind what the source will not deliver again.
     """
 
     def process(self, message: Message) -> Awaitable[ProcessorResult] | ProcessorResult: ...
@@ -185,3 +206,21 @@ class Sink(Protocol):
     guarantees: ClassVar[frozenset[Guarantee]]
 
     def write(self, messages: list[Message]) -> Awaitable[None] | None: ...
+
+
+@runtime_checkable
+class ShardCoordinator(Protocol):
+    """Decides which shards of a sharded processor (such as a sharded ``view``) this worker owns.
+
+    Every worker of one deployment runs the same coordinator config and the same shard
+    count; the coordinator gives each shard to exactly one live worker, and moves the
+    shards of a worker that stops or dies to the others.
+
+    Lifecycle: ``start(ctx, shards, on_change)`` joins (it may return before the first
+    assignment); ``owned()`` is the set of shards (``0 .. shards-1``) this worker owns now,
+    or ``None`` while that is not known yet; ``on_change()`` is called, from any thread,
+    whenever ``owned()`` changed; ``close()`` leaves, so the others take over at once, and
+    must be safe to call twice. Any method may be sync or async.
+    """
+
+    def owned(self) -> frozenset[int] | None: ...

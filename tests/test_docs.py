@@ -79,7 +79,7 @@ def test_every_hook_is_documented_with_its_exact_signature(spec: Callable[..., A
     assert f"\n{signature_line(spec)}\n" in HOOKS
 
 
-@pytest.mark.parametrize("method", ["source", "processor", "sink", "datastore"])
+@pytest.mark.parametrize("method", ["source", "processor", "sink", "datastore", "coordinator"])
 def test_every_registrar_method_is_documented_with_its_signature(method: str) -> None:
     line = signature_line(getattr(ComponentRegistrar, method), drop_self=True)
     assert f"\n{line}\n" in HOOKS
@@ -88,7 +88,7 @@ def test_every_registrar_method_is_documented_with_its_signature(method: str) ->
 def test_registrar_methods_are_all_listed() -> None:
     public = [n for n, _ in inspect.getmembers(ComponentRegistrar, inspect.isfunction)]
     assert sorted(n for n in public if not n.startswith("_")) == sorted(
-        ["source", "processor", "sink", "datastore"]
+        ["source", "processor", "sink", "datastore", "coordinator"]
     )
 
 

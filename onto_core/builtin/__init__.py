@@ -8,6 +8,7 @@ from onto_core.builtin.files import FileSink, StdoutSink
 from onto_core.builtin.generate import GenerateSource
 from onto_core.builtin.memory import MemorySink, MemorySource
 from onto_core.builtin.memory_datastore import MemoryDatastore
+from onto_core.builtin.shards import StaticCoordinator
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.builtin.transform import MapProcessor
 from onto_core.builtin.view import ViewProcessor
@@ -25,6 +26,7 @@ __all__ = [
     "MemorySource",
     "ReplySink",
     "SqliteDatastore",
+    "StaticCoordinator",
     "StdoutSink",
     "ViewProcessor",
     "register_components",
@@ -45,3 +47,4 @@ def register_components(register: ComponentRegistrar) -> None:
     register.sink("reply", ReplySink)
     register.datastore("sqlite", SqliteDatastore)
     register.datastore("memory", MemoryDatastore)
+    register.coordinator("static", StaticCoordinator)

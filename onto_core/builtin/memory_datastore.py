@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from onto_core.errors import ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeListeners, ChangeOp
+from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, ViewRecord
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import CommitWrites, DocKey
 
@@ -39,6 +39,7 @@ class MemoryDatastore(CommitWrites):
         self._docs: dict[DocKey, tuple[str, int]] = {}
         self._changes: list[Change] = []
         self._cursors: dict[str, int] = {}
+        self._views: dict[str, dict[str, ViewRecord]] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._listeners = ChangeListeners()
@@ -137,3 +138,21 @@ class MemoryDatastore(CommitWrites):
     def save_cursor(self, name: str, seq: int) -> None:
         with self._lock:
             self._cursors[name] = seq
+
+    def load_view_state(self, name: str, shards: Iterable[int] | None = None) -> list[ViewRecord]:
+        wanted = None if shards is None else set(shards)
+        with self._lock:
+            records = list(self._views.get(name, {}).values())
+        return [r for r in records if wanted is None or r.shard in wanted]
+
+    def save_view_state(self, name: str, records: Sequence[ViewRecord]) -> None:
+        with self._lock:
+            held = self._views.setdefault(name, {})
+            for record in records:
+                stored = held.get(record.key)
+                if stored is not None and stored.version > record.version:
+                    continue  # a newer owner already wrote this view
+                if record.digest is None:
+                    held.pop(record.key, None)
+                else:
+                    held[record.key] = record

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from onto_core.errors import ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeListeners, ChangeOp
+from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, ViewRecord
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import CommitWrites, DocKey
 
@@ -50,6 +50,16 @@ CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS view_state (  -- what the view processor last delivered
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    root TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (name, key)
+);
+CREATE INDEX IF NOT EXISTS view_state_shard ON view_state (name, shard);
 """
 
 ChangeListener = Callable[[Change], None]
@@ -342,6 +352,44 @@ class SqliteDatastore(CommitWrites):
                 " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
                 (name, seq),
             )
+
+    def load_view_state(self, name: str, shards: Iterable[int] | None = None) -> list[ViewRecord]:
+        """The view records saved under ``name`` (of ``shards`` only, when given)."""
+        sql = "SELECT key, root, shard, version, digest FROM view_state WHERE name = ?"
+        params: list[Any] = [name]
+        if shards is not None:
+            wanted = sorted(set(shards))
+            if not wanted:
+                return []
+            sql += f" AND shard IN ({', '.join('?' * len(wanted))})"
+            params += wanted
+        with self._connection(f"loading view state {name!r}") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [ViewRecord(key, root, shard, version, digest) for key, root, shard, version, digest in rows]
+
+    def save_view_state(self, name: str, records: Sequence[ViewRecord]) -> None:
+        """Apply ``records`` in one transaction; an older version never replaces a newer one."""
+        latest = {r.key: r for r in records}.values()  # in order: the last record per key wins
+        puts = [
+            (name, r.key, r.root, r.shard, r.version, r.digest)
+            for r in latest
+            if r.digest is not None
+        ]
+        drops = [(name, r.key, r.version) for r in latest if r.digest is None]
+        with self._transaction(f"saving view state {name!r}") as conn:
+            if drops:
+                conn.executemany(
+                    "DELETE FROM view_state WHERE name = ? AND key = ? AND version <= ?", drops
+                )
+            if puts:
+                conn.executemany(
+                    "INSERT INTO view_state (name, key, root, shard, version, digest)"
+                    " VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (name, key) DO UPDATE SET root = excluded.root,"
+                    " shard = excluded.shard, version = excluded.version,"
+                    " digest = excluded.digest WHERE excluded.version >= view_state.version",
+                    puts,
+                )
 
     def watch(self, listener: ChangeListener) -> Callable[[], None]:
         """Call ``listener(change)`` after every write this process commits.

@@ -1,18 +1,22 @@
-"""The ``view`` processor: changes in, view-model updates out."""
+"""The ``view`` processor: changes in, view-model updates out, correct across restarts and workers."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from onto_core.builtin.transform import import_object
-from onto_core.errors import ProcessorError
-from onto_core.models.datastore import Change
+from onto_core.errors import DatastoreError, ProcessorError
+from onto_core.models.datastore import Change, Datastore, ViewRecord
 from onto_core.models.view import ViewModel
 from onto_core.protocols import Message, RuntimeContext
 from onto_core.reactive.engine import ReactiveEngine, ViewUpdate
+from onto_core.runtime._calls import as_async, optional_method
+
+if TYPE_CHECKING:
+    from onto_core.config import ComponentSpec, PipelineConfig
 
 __all__ = ["VERSION_HEADER", "VIEW_HEADER", "ViewProcessor", "load_view", "view_message"]
 
@@ -46,8 +50,18 @@ class ViewProcessor:
     Each input is a change (as the ``changes`` source emits it); the outputs are the view
     updates it causes: ``{view, key, fields, version, removed, data}``, emitted only when
     a view's output changed, keyed by the view key, with the change's sequence number as
-    the version so sinks can write idempotently and in order. On start every view is
-    built from the datastore and, with ``initial: true``, emitted once.
+    the version so sinks can write idempotently and in order.
+
+    What was delivered survives restarts: once every sink confirmed an update, its key,
+    version and a digest of its output are saved in the datastore (``save_view_state``)
+    under ``state``. On start, and whenever this worker takes shards over, the views are
+    built from the datastore and compared with that record: every update and every removal
+    due is emitted (with ``initial: true``, every view), at a version no lower than any
+    delivered before.
+
+    Views are split into ``shards`` by root; each worker owns the shards its
+    ``coordinator`` gives it and builds, follows and emits only their views, while reading
+    every change. The default coordinator owns every shard (one worker).
     """
 
     needs_datastore: ClassVar[bool] = True
@@ -55,7 +69,37 @@ class ViewProcessor:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
         view: str = Field(description="The ViewModel class, as 'package.module:Class'.")
-        initial: bool = Field(True, description="Emit every view once at start-up.")
+        initial: bool = Field(
+            True,
+            description=(
+                "Emit every view this worker takes on (at start-up and on a takeover);"
+                " false emits only the views that differ from what was delivered before."
+            ),
+        )
+        state: str | None = Field(
+            None,
+            description=(
+                "Name under which what was delivered is kept in the datastore; default:"
+                " '<pipeline>:<view name>'. Workers sharing views must share it."
+            ),
+        )
+        shards: int = Field(
+            1,
+            ge=1,
+            le=65536,
+            description=(
+                "Shards the views are split into by root; fixed per deployment, may exceed"
+                " the number of workers."
+            ),
+        )
+        coordinator: Any = Field(
+            None,
+            description=(
+                "Which shards this worker owns: a coordinator block such as {type: kafka,"
+                " topic: ..., group_id: ...}; default: {type: static}, every shard."
+            ),
+            json_schema_extra={"component": "coordinator"},
+        )
 
         @field_validator("view")
         @classmethod
@@ -67,25 +111,109 @@ class ViewProcessor:
         self.config = config
         self.view = load_view(config.view)
         self.engine: ReactiveEngine | None = None
-        self._initial: list[ViewUpdate] = []
+        self.coordinator: Any = _build_coordinator(config.coordinator)
+        self.state = config.state or ""
+        self._store: Datastore | None = None
+        self._ctx: RuntimeContext | None = None
+        self._pending: dict[str, ViewUpdate] = {}  # output message id → its update
+        self._unsaved: dict[str, ViewRecord] = {}  # delivered, not yet saved (a save failed)
+
+    @classmethod
+    def check_pipeline(cls, pipeline: PipelineConfig) -> None:
+        """Refuse a source that splits the changes between processes: views would go stale."""
+        source = pipeline.source
+        splits = getattr(source.info.cls, "splits_input", None)
+        if callable(splits) and splits(source.config):
+            raise ValueError(
+                f"source {source.type!r} ({source.path}) shares its messages between the"
+                " processes that run it, but every view worker must read every change"
+                " (a change can affect views of any root). Make each process read all of"
+                " it (for kafka: `partitions: all`), and split the views between workers"
+                " with `shards` and a `coordinator` on the view processor"
+            )
 
     async def start(self, ctx: RuntimeContext) -> None:
-        if ctx.datastore is None:
-            raise ProcessorError("the view processor needs a datastore", component=ctx.component)
-        self.engine = ReactiveEngine(self.view, ctx.datastore)
-        initial = await asyncio.to_thread(self.engine.bootstrap)
-        if self.config.initial:
-            self._initial = initial
+        """Check the datastore and join the coordinator; views are built once all started.
 
-    def initial_messages(self) -> list[Message]:
-        """The views built at start-up, to be delivered before any change."""
-        messages = [view_message(u) for u in self._initial]
-        self._initial = []
-        return messages
+        Building waits for ``due_messages``, which the runtime calls after the source has
+        started, so the source's start position is fixed before the views are built from
+        the store: every change the build does not reflect is read afterwards.
+        """
+        self._ctx = ctx
+        store = ctx.datastore
+        if store is None:
+            raise ProcessorError("the view processor needs a datastore", component=ctx.component)
+        missing = [m for m in ("load_view_state", "save_view_state") if not hasattr(store, m)]
+        if missing:
+            raise ProcessorError.at(
+                ctx,
+                f"datastore {type(store).__name__} cannot keep view state (no"
+                f" {', '.join(missing)}): without it views would go stale across restarts",
+            )
+        self._store = store
+        self.state = self.config.state or f"{ctx.pipeline}:{self.view.view_name}"
+        self.engine = ReactiveEngine(self.view, store, shards=self.config.shards)
+        await self._check_shard_count(store)
+        start = optional_method(self.coordinator, "start")
+        if start is not None:
+            await start(ctx, self.config.shards, ctx.wake)
+
+    async def _check_shard_count(self, store: Datastore) -> None:
+        """Re-file saved view state when the shard count changed since it was written."""
+        marker = f"onto-view-shards:{self.state}"
+        saved = await asyncio.to_thread(store.load_cursor, marker)
+        shards = self.config.shards
+        if saved == shards:
+            return
+        if saved:
+            engine = self._require_engine()
+            records = await asyncio.to_thread(store.load_view_state, self.state, None)
+            moved = [
+                ViewRecord(r.key, r.root, engine.shard_of(r.root), r.version, r.digest)
+                for r in records
+            ]
+            await asyncio.to_thread(store.save_view_state, self.state, moved)
+            if self._ctx is not None:
+                self._ctx.log.warning(
+                    "view state %r was kept in %d shards, now %d: re-filed %d records"
+                    " (change the shard count only while every worker is stopped)",
+                    self.state,
+                    saved,
+                    shards,
+                    len(moved),
+                )
+        await asyncio.to_thread(store.save_cursor, marker, shards)
+
+    async def due_messages(self) -> list[Message]:
+        """Follow the coordinator: let lost shards go, build gained ones and say what is due."""
+        engine = self._require_engine()
+        owned = await as_async(self.coordinator.owned)()
+        if owned is None or owned == engine.owned:
+            return []
+        lost = engine.owned - owned
+        gained = owned - engine.owned
+        if lost:
+            engine.release(lost)
+        updates: list[ViewUpdate] = []
+        if gained:
+            store = self._require_store()
+            records = await asyncio.to_thread(store.load_view_state, self.state, sorted(gained))
+            updates = await asyncio.to_thread(
+                engine.acquire, gained, records, self.config.initial
+            )
+        if self._ctx is not None:
+            self._ctx.log.info(
+                "view %s: shards %s owned (%d views held; gained %d, lost %d)",
+                self.view.view_name,
+                _ranges(engine.owned),
+                engine.view_count(),
+                len(gained),
+                len(lost),
+            )
+        return self._messages(updates)
 
     def process(self, message: Message) -> list[Message]:
-        if self.engine is None:
-            raise ProcessorError("the view processor was not started")
+        engine = self._require_engine()
         value: Any = message.value
         try:
             change = Change.from_dict(value)
@@ -94,4 +222,104 @@ class ViewProcessor:
                 f"expected a change (seq, collection, docId, op, data), got {value!r}: {exc}",
                 message_id=message.id,
             ) from None
-        return [view_message(u) for u in self.engine.apply(change)]
+        return self._messages(engine.apply(change))
+
+    async def settled(self, delivered: list[Message], failed: list[Message]) -> None:
+        """Record what reached every sink; what did not is emitted again by the next build."""
+        engine = self._require_engine()
+        lost = [u for m in failed if (u := self._pending.pop(m.id, None)) is not None]
+        if lost:
+            engine.forget(lost)
+        for message in delivered:
+            update = self._pending.pop(message.id, None)
+            if update is not None and engine.owns(update.root):
+                self._unsaved[update.key] = ViewRecord(
+                    update.key,
+                    update.root,
+                    engine.shard_of(update.root),
+                    update.version,
+                    update.digest,
+                )
+        if self._unsaved:
+            await self._save()
+
+    async def _save(self) -> None:
+        records = list(self._unsaved.values())
+        try:
+            await asyncio.to_thread(self._require_store().save_view_state, self.state, records)
+        except DatastoreError as exc:
+            # Kept and tried again with the next batch; until then a restart re-emits them.
+            if self._ctx is not None:
+                self._ctx.log.warning(
+                    "could not save view state %r (%d records): %s", self.state, len(records), exc
+                )
+            return
+        for record in records:
+            if self._unsaved.get(record.key) is record:
+                del self._unsaved[record.key]
+
+    def metrics(self) -> dict[str, Any]:
+        """Views held, builds run and shards owned by this worker."""
+        engine = self.engine
+        if engine is None:
+            return {}
+        return {
+            "views": engine.view_count(),
+            "recomputes": engine.recomputes,
+            "shards_owned": len(engine.owned),
+        }
+
+    async def close(self) -> None:
+        """Save what is still unsaved, then leave the coordinator (others take over)."""
+        if self._unsaved and self._store is not None:
+            await self._save()
+        close = optional_method(self.coordinator, "close")
+        if close is not None:
+            await close()
+
+    def _messages(self, updates: list[ViewUpdate]) -> list[Message]:
+        messages = []
+        for update in updates:
+            message = view_message(update)
+            self._pending[message.id] = update
+            messages.append(message)
+        return messages
+
+    def _require_engine(self) -> ReactiveEngine:
+        if self.engine is None:
+            raise ProcessorError("the view processor was not started")
+        return self.engine
+
+    def _require_store(self) -> Datastore:
+        if self._store is None:
+            raise ProcessorError("the view processor was not started")
+        return self._store
+
+
+def _build_coordinator(block: Any) -> Any:
+    """The coordinator a ``coordinator`` setting names (a checked block, or a plain dict)."""
+    from onto_core.config import ComponentSpec
+    from onto_core.plugins import get_component
+
+    if isinstance(block, ComponentSpec):
+        return block.build()
+    spec: dict[str, Any] = {"type": "static"} if block is None else dict(block)
+    info = get_component("coordinator", str(spec.pop("type", "static")))
+    return info.cls(info.config_model.model_validate(spec))
+
+
+def _ranges(shards: frozenset[int]) -> str:
+    """``{0, 1, 2, 5}`` as ``0-2,5``; ``-`` for none."""
+    if not shards:
+        return "-"
+    parts: list[str] = []
+    ordered = sorted(shards)
+    start = prev = ordered[0]
+    for shard in [*ordered[1:], None]:
+        if shard is not None and shard == prev + 1:
+            prev = shard
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if shard is not None:
+            start = prev = shard
+    return ",".join(parts)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from onto_core.models.query import Condition
     from onto_core.models.transaction import Transaction
 
-__all__ = ["Change", "ChangeListeners", "ChangeOp", "Datastore", "Documents"]
+__all__ = ["Change", "ChangeListeners", "ChangeOp", "Datastore", "Documents", "ViewRecord"]
 
 log = logging.getLogger("onto.datastore")
 
@@ -70,6 +70,22 @@ class Change:
             "data": self.data,
             "timestamp": self.timestamp,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ViewRecord:
+    """What the reactive engine last delivered for one view: kept in the datastore.
+
+    ``name`` groups the records of one view pipeline. ``digest`` fingerprints the view's
+    output; ``None`` records a removal (the record is deleted). ``shard`` is the shard of
+    ``root`` the record belongs to, so a worker taking over a shard loads only its records.
+    """
+
+    key: str
+    root: str
+    shard: int
+    version: int
+    digest: str | None
 
 
 class ChangeListeners:
@@ -141,6 +157,14 @@ class Datastore(Protocol):
     document it read changed meanwhile, else ``fn`` runs again, up to ``max_attempts``
     times, then ``ConflictError``.
 
+    View state (needed by the ``view`` processor, so views survive restarts and move
+    between workers): ``save_view_state(name, records)`` applies ``ViewRecord``s in one
+    write, in order (the last record of a key counts): each record replaces the stored one with its key unless the stored one has a
+    higher ``version``, and a record whose ``digest`` is ``None`` deletes it under the same
+    rule. ``load_view_state(name, shards=None)`` returns the stored records of ``name``
+    (only those of the given shards, when given), in no particular order. View state is
+    not a document: it never appears in the change feed.
+
     Errors: ``DatastoreError`` for anything the store refused or could not reach.
     """
 
@@ -175,3 +199,9 @@ class Datastore(Protocol):
     def load_cursor(self, name: str) -> int: ...
 
     def save_cursor(self, name: str, seq: int) -> None: ...
+
+    def load_view_state(
+        self, name: str, shards: Iterable[int] | None = None
+    ) -> list[ViewRecord]: ...
+
+    def save_view_state(self, name: str, records: Sequence[ViewRecord]) -> None: ...

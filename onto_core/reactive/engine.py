@@ -1,42 +1,60 @@
 """Incremental recompute: which views a change affects, rebuilt and emitted only if changed.
 
-The engine keeps, for every root document of one view model, the read set of its last
-build, indexed three ways: by document read; by ``(collection, field, value)`` for
+The engine keeps, for every root document of one view model that it owns, the read set of
+its last build, indexed three ways: by document read; by ``(collection, field, value)`` for
 queries with an equality condition; and by collection for other queries. A change looks
 up the roots whose read set it touches (a query read is re-matched against the changed
 document), rebuilds exactly those, and reports each view whose output differs from what
 was last emitted, with the change's sequence number as its version. A view that a build
 no longer yields, or whose root was deleted, is reported as removed.
 
+Roots are split into ``shards`` by a stable hash of their id (``shard_of``). An engine
+builds and follows only the shards it was given (``acquire``), so several engines, each
+owning some shards, share the work of one view model; ``release`` lets shards go.
+``acquire`` compares what it builds with what was delivered before (``ViewRecord``s, kept
+in the datastore) and reports every update and removal that is due.
+
 The cost of one change is the number of affected roots, not the number of views.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+import zlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from onto_core.models.datastore import Change, Datastore
+from onto_core.models.datastore import Change, Datastore, ViewRecord
 from onto_core.models.domain import use_datastore
 from onto_core.models.query import field_value, matches
 from onto_core.models.view import ViewModel, build_views
 from onto_core.reactive.tracking import ReadSet, TrackingReader
 
-__all__ = ["ReactiveEngine", "ViewUpdate"]
+__all__ = ["ReactiveEngine", "ViewUpdate", "shard_of"]
+
+# Stands for an output whose delivery failed: equal to no digest, so it is emitted again.
+_UNKNOWN = ""
 
 
 @dataclass(frozen=True)
 class ViewUpdate:
-    """One view's new output (``data``), or its removal (``data is None``)."""
+    """One view's new output (``data``), or its removal (``data is None``).
+
+    ``root`` is the id of the root document it was built from and ``digest`` fingerprints
+    ``data`` (``None`` for a removal): what the engine records once it is delivered.
+    """
 
     view: str
     key: str
     fields: dict[str, str]
     version: int
     data: dict[str, Any] | None
+    root: str = ""
+    digest: str | None = None
 
     @property
     def removed(self) -> bool:
@@ -54,6 +72,17 @@ class ViewUpdate:
         }
 
 
+def shard_of(root_id: str, shards: int) -> int:
+    """The shard (``0 .. shards-1``) root ``root_id`` belongs to; the same in every process."""
+    return zlib.crc32(root_id.encode()) % shards if shards > 1 else 0
+
+
+def digest_of(data: dict[str, Any]) -> str:
+    """A fingerprint of a view's output: equal outputs, equal digests."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def _hashable(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -62,16 +91,22 @@ class ReactiveEngine:
     """Keeps the views of one ``ViewModel`` class up to date from a change feed.
 
     Not thread-safe by design beyond a lock around each call: one pipeline feeds it
-    changes in order.
+    changes in order. ``owned`` is the set of shards it holds; a new engine holds none
+    until ``acquire`` (``bootstrap`` acquires them all).
     """
 
-    def __init__(self, view: type[ViewModel], store: Datastore) -> None:
+    def __init__(self, view: type[ViewModel], store: Datastore, shards: int = 1) -> None:
+        if shards < 1:
+            raise ValueError(f"shards must be at least 1, got {shards}")
         self.view = view
         self.store = store
-        self.snapshot_seq = 0
+        self.shards = shards
+        self.owned: frozenset[int] = frozenset()
+        self.snapshot_seq = 0  # the feed position the last acquire built at
         self.recomputes = 0
         self._lock = threading.Lock()
-        self._outputs: dict[str, dict[str, str]] = {}  # root id → view key → output json
+        self._built_at: dict[int, int] = {}  # shard → seq it was built at; older changes skip
+        self._outputs: dict[str, dict[str, str]] = {}  # root id → view key → output digest
         self._read_sets: dict[str, ReadSet] = {}
         self._by_doc: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._by_equality: dict[str, dict[str, dict[str, set[str]]]] = defaultdict(
@@ -87,31 +122,89 @@ class ReactiveEngine:
         """How many views the engine currently holds."""
         return sum(len(outputs) for outputs in self._outputs.values())
 
+    def shard_of(self, root_id: str) -> int:
+        return shard_of(root_id, self.shards)
+
     def bootstrap(self) -> list[ViewUpdate]:
-        """Build every view from the store as it is now; changes up to now are skipped."""
+        """Own every shard: build every view from the store as it is now (all reported)."""
+        return self.acquire(range(self.shards), (), emit_all=True)
+
+    def acquire(
+        self, shards: Iterable[int], delivered: Iterable[ViewRecord], emit_all: bool = False
+    ) -> list[ViewUpdate]:
+        """Take ``shards`` on: build their roots from the store and say what is due.
+
+        ``delivered`` are the records of what was delivered for those shards before (by
+        this process or another). The result holds an update for every view whose output
+        differs from its record (every view, with ``emit_all``) and a removal for every
+        record no build yields any more. Their version is the feed position the build
+        started at (never below a record's); changes up to it are then skipped for these
+        shards, since the build already reflects them.
+        """
         with self._lock:
+            gained = {s for s in shards if 0 <= s < self.shards} - self.owned
+            if not gained:
+                return []
             last_seq = getattr(self.store, "last_seq", None)
             seq = last_seq() if last_seq is not None else 0
             self.snapshot_seq = seq
+            self.owned |= gained
+            for shard in gained:
+                self._built_at[shard] = seq
+            previous: dict[str, dict[str, str]] = defaultdict(dict)
+            floor: dict[str, int] = defaultdict(int)
+            for record in delivered:
+                if record.digest is not None and self.shard_of(record.root) in gained:
+                    previous[record.root][record.key] = record.digest
+                    floor[record.root] = max(floor[record.root], record.version)
             updates: list[ViewUpdate] = []
             for root_id, _ in self.store.query(self.root_collection):
-                updates += self._rebuild(root_id, seq)
+                if self.shard_of(root_id) in gained:
+                    old = previous.pop(root_id, {})
+                    version = max(seq, floor[root_id])
+                    updates += self._rebuild(root_id, version, old, emit_all)
+            for root_id, old in sorted(previous.items()):  # roots deleted meanwhile
+                version = max(seq, floor[root_id])
+                updates += [self._removal(root_id, key, version) for key in sorted(old)]
             return updates
+
+    def release(self, shards: Iterable[int]) -> None:
+        """Let ``shards`` go: forget their views and stop following their roots."""
+        with self._lock:
+            lost = set(shards) & self.owned
+            if not lost:
+                return
+            self.owned -= lost
+            for shard in lost:
+                self._built_at.pop(shard, None)
+            for root_id in [r for r in self._outputs if self.shard_of(r) in lost]:
+                self._unindex(root_id)
+                del self._outputs[root_id]
+
+    def owns(self, root_id: str) -> bool:
+        """Whether root ``root_id`` is in a shard this engine holds."""
+        return self.shard_of(root_id) in self.owned
+
+    def forget(self, updates: Iterable[ViewUpdate]) -> None:
+        """Updates that were not delivered: the next build of their roots emits them again."""
+        with self._lock:
+            for update in updates:
+                if self.owns(update.root):
+                    self._outputs.setdefault(update.root, {})[update.key] = _UNKNOWN
 
     def apply(self, change: Change) -> list[ViewUpdate]:
         """Rebuild the views ``change`` affects; the updates to emit, in key order."""
         with self._lock:
-            if change.seq <= self.snapshot_seq:
-                return []  # already reflected by the bootstrap
             updates: list[ViewUpdate] = []
             for root_id in sorted(self.affected_roots(change)):
-                updates += self._rebuild(root_id, change.seq)
+                if change.seq > self._built_at.get(self.shard_of(root_id), change.seq):
+                    updates += self._rebuild(root_id, change.seq)
             return updates
 
     def affected_roots(self, change: Change) -> set[str]:
-        """Root ids whose last build read something ``change`` touches."""
+        """Root ids (of the shards held) whose last build read something ``change`` touches."""
         roots = set(self._by_doc.get((change.collection, change.doc_id), ()))
-        if change.collection == self.root_collection:
+        if change.collection == self.root_collection and self.owns(change.doc_id):
             roots.add(change.doc_id)  # a new root, or one being deleted
         data = change.data
         if data is None:
@@ -129,38 +222,44 @@ class ReactiveEngine:
                 roots.add(root_id)
         return roots
 
-    def current(self, key: str) -> dict[str, Any] | None:
-        """The last output emitted for view ``key``, if any."""
-        root_id = key.split("/", 1)[0]
-        text = self._outputs.get(root_id, {}).get(key)
-        return None if text is None else dict(json.loads(text))
-
     # --- internals ----------------------------------------------------------------------
 
-    def _rebuild(self, root_id: str, version: int) -> list[ViewUpdate]:
+    def _rebuild(
+        self,
+        root_id: str,
+        version: int,
+        old: dict[str, str] | None = None,
+        emit_all: bool = False,
+    ) -> list[ViewUpdate]:
         self.recomputes += 1
         reader = TrackingReader(self.store)
         with use_datastore(reader):  # type: ignore[arg-type]
             root = self.view.root.find(root_id)
             views = build_views(self.view, root) if root is not None else []
-        new = {v.key: (v, json.dumps(v.to_dict(), sort_keys=True)) for v in views}
-        old = self._outputs.get(root_id, {})
-        updates = [
-            ViewUpdate(self.view.view_name, key, self._fields(view), version, view.to_dict())
-            for key, (view, text) in sorted(new.items())
-            if old.get(key) != text
-        ]
-        updates += [
-            ViewUpdate(self.view.view_name, key, self._split(key), version, None)
-            for key in sorted(old.keys() - new.keys())
-        ]
+        if old is None:
+            old = self._outputs.get(root_id, {})
+        built = sorted(((v.key, v) for v in views), key=lambda kv: kv[0])
+        new: dict[str, str] = {}
+        updates: list[ViewUpdate] = []
+        for key, view in built:
+            data = view.to_dict()
+            digest = new[key] = digest_of(data)
+            if emit_all or old.get(key) != digest:
+                fields = self._fields(view)
+                updates.append(
+                    ViewUpdate(self.view.view_name, key, fields, version, data, root_id, digest)
+                )
+        updates += [self._removal(root_id, key, version) for key in sorted(old.keys() - new)]
         self._unindex(root_id)
         if root is None:
             self._outputs.pop(root_id, None)
         else:
-            self._outputs[root_id] = {key: text for key, (_, text) in new.items()}
+            self._outputs[root_id] = new
             self._index(root_id, reader.read_set)
         return updates
+
+    def _removal(self, root_id: str, key: str, version: int) -> ViewUpdate:
+        return ViewUpdate(self.view.view_name, key, self._split(key), version, None, root_id)
 
     def _fields(self, view: ViewModel) -> dict[str, str]:
         return {f: str(getattr(view, f)) for f in self.view.key_fields}

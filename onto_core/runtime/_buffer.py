@@ -24,7 +24,9 @@ class MessageBuffer:
         self.high_water = 0
         self._items: deque[tuple[Message, float]] = deque()
         self._closed = False
+        self._interrupted = False
         self._changed = asyncio.Condition()
+        self._pokes: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -55,12 +57,16 @@ class MessageBuffer:
     async def take(self, max_items: int, linger: float) -> list[tuple[Message, float]] | None:
         """Up to ``max_items`` entries; waits for one, then up to ``linger`` s for a full batch.
 
-        ``None`` once the buffer is closed and empty.
+        ``None`` once the buffer is closed and empty; ``[]`` when ``interrupt()`` ended the
+        wait with nothing to take.
         """
         async with self._changed:
-            await self._changed.wait_for(lambda: bool(self._items) or self._closed)
+            await self._changed.wait_for(
+                lambda: bool(self._items) or self._closed or self._interrupted
+            )
+            self._interrupted = False
             if not self._items:
-                return None
+                return None if self._closed else []
             if linger > 0 and len(self._items) < max_items and not self._closed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
@@ -73,6 +79,17 @@ class MessageBuffer:
             batch = [self._items.popleft() for _ in range(count)]
             self._changed.notify_all()
             return batch
+
+    def interrupt(self) -> None:
+        """End a waiting (or the next) ``take`` at once; call on the event loop's thread."""
+        self._interrupted = True
+        task = asyncio.ensure_future(self._notify())
+        self._pokes.add(task)  # held until done, so it is not collected mid-way
+        task.add_done_callback(self._pokes.discard)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     async def close(self) -> None:
         """No more puts; ``take`` drains what is left, then returns ``None``."""

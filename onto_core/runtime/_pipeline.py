@@ -84,6 +84,14 @@ class PipelineRunner:
         self._ack = as_async(self.source.instance.ack)
         self._nack = as_async(self.source.instance.nack)
         self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken = False
+        # Processors told the fate of their outputs (``settled``), by index.
+        self._settled = {
+            i: fn
+            for i, p in enumerate(self.processors)
+            if (fn := optional_method(p.instance, "settled")) is not None
+        }
         self._reader: asyncio.Task[None] | None = None
         self._worker: asyncio.Task[None] | None = None
         # Retries are skipped at most once: a retried write could land twice.
@@ -102,6 +110,7 @@ class PipelineRunner:
 
     async def start(self) -> None:
         """Start sinks first and the source last, so nothing is read before it can go out."""
+        self._loop = asyncio.get_running_loop()
         for component in self._components():
             start = optional_method(component.instance, "start")
             if start is None:
@@ -111,6 +120,7 @@ class PipelineRunner:
                 component=component.label,
                 log=logging.getLogger(f"onto.pipeline.{self.name}.{component.spec.type}"),
                 datastore=self.datastore,
+                wake=self.wake,
             )
             try:
                 await start(ctx)
@@ -120,6 +130,30 @@ class PipelineRunner:
                     pipeline=self.name,
                     component=component.label,
                 ) from exc
+
+    def snapshot(self) -> dict[str, Any]:
+        """The pipeline's counters, plus what processors with ``metrics()`` report by label."""
+        self.metrics.buffer_high_water = self.buffer.high_water
+        figures = self.metrics.snapshot()
+        for processor in self.processors:
+            report = getattr(processor.instance, "metrics", None)
+            if callable(report):
+                figures.setdefault("processors", {})[processor.label] = report()
+        return figures
+
+    def wake(self) -> None:
+        """Have the worker call the processors' ``due_messages`` soon; from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake_worker)
+        except RuntimeError:  # the loop closed meanwhile: nothing left to wake
+            pass
+
+    def _wake_worker(self) -> None:
+        self._woken = True
+        self.buffer.interrupt()
 
     async def close(self) -> None:
         """Close every component, source first; errors are logged, never raised."""
@@ -209,39 +243,64 @@ class PipelineRunner:
     # --- processing and delivery --------------------------------------------------------
 
     async def _work_loop(self) -> None:
-        await self._emit_initial()
+        await self._emit_due()
         linger = self.config.batch.linger_ms / 1000
         while True:
             taken = await self.buffer.take(self.config.batch.size, linger)
             if taken is None:
                 return
+            if self._woken:
+                self._woken = False
+                await self._emit_due()
+            if not taken:
+                continue
             items = [_Item(message, read_at) for message, read_at in taken]
-            await self._handle(items, self.processors)
-            await self._settle(items)
+            produced = await self._handle(items, 0)
+            await self._settle(items, produced)
 
-    async def _emit_initial(self) -> None:
-        """Deliver what processors emit at start-up (``initial_messages``), before any input.
+    async def _emit_due(self) -> None:
+        """Deliver what processors emit without an input (``due_messages``).
 
-        These have no source message behind them, so nothing is acked for them.
+        These have no source message behind them, so nothing is acked for them; the
+        processor hears how they fared through ``settled`` like any other output.
         """
         for index, processor in enumerate(self.processors):
-            initial = optional_method(processor.instance, "initial_messages")
-            if initial is None:
+            due = optional_method(processor.instance, "due_messages")
+            if due is None:
                 continue
-            messages = list(await initial())
+            messages = list(await due())
             size = self.config.batch.size
             for start in range(0, len(messages), size):
                 now = time.monotonic()
                 items = [_Item(m, now) for m in messages[start : start + size]]
-                await self._handle(items, self.processors[index + 1 :])
+                produced = await self._handle(items, index + 1)
+                if index in self._settled:
+                    produced.insert(0, (index, [(item, item.message) for item in items]))
+                await self._tell_settled(produced)
 
-    async def _handle(self, items: list[_Item], processors: list[_Component]) -> None:
+    async def _handle(
+        self, items: list[_Item], first: int
+    ) -> list[tuple[int, list[tuple[_Item, Message]]]]:
+        """Run processors ``first``.. and deliver; what each ``settled`` processor produced."""
         current = [(item, item.message) for item in items]
-        for processor in processors:
-            current = await self._process(processor, current)
+        produced: list[tuple[int, list[tuple[_Item, Message]]]] = []
+        for index in range(first, len(self.processors)):
+            current = await self._process(self.processors[index], current)
+            if index in self._settled:
+                produced.append((index, current))
         for item, out in current:
             item.outputs.append(out)
         await asyncio.gather(*(self._deliver(sink, items) for sink in self.sinks))
+        return produced
+
+    async def _tell_settled(self, produced: list[tuple[int, list[tuple[_Item, Message]]]]) -> None:
+        for index, entries in produced:
+            delivered = [m for item, m in entries if not item.dead and item.failed is None]
+            failed = [m for item, m in entries if item.dead or item.failed is not None]
+            try:
+                await self._settled[index](delivered, failed)
+            except Exception:
+                self.log.exception("%s failed in settled()", self.processors[index].label)
 
     async def _process(
         self, processor: _Component, entries: list[tuple[_Item, Message]]
@@ -435,7 +494,10 @@ class PipelineRunner:
         item.dead = True
         self.metrics.dead_lettered += 1
 
-    async def _settle(self, items: list[_Item]) -> None:
+    async def _settle(
+        self, items: list[_Item], produced: list[tuple[int, list[tuple[_Item, Message]]]]
+    ) -> None:
+        await self._tell_settled(produced)
         now = time.monotonic()
         at_most_once = self.config.guarantee is Guarantee.AT_MOST_ONCE
         self.metrics.observe_latencies([now - item.read_at for item in items])

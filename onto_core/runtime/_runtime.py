@@ -71,8 +71,7 @@ class Runtime:
         """Each pipeline's counters and latency."""
         snapshot = {}
         for name, runner in self.runners.items():
-            runner.metrics.buffer_high_water = runner.buffer.high_water
-            snapshot[name] = runner.metrics.snapshot()
+            snapshot[name] = runner.snapshot()
         return snapshot
 
     async def run(self, handle_signals: bool = False) -> None:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar, overload
 import pytest
 
 from onto_core.errors import ConflictError, DatastoreError
-from onto_core.models.datastore import ChangeOp, Datastore
+from onto_core.models.datastore import ChangeOp, Datastore, ViewRecord
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 
 __all__ = [
@@ -500,6 +500,58 @@ class DatastoreConformance:
         store.save_cursor("reader", 9)
         assert store.load_cursor("reader") == 9
         assert store.load_cursor("other") == 3
+
+    def test_view_state_is_saved_loaded_and_kept_out_of_the_feed(
+        self, datastore_factory: Datastore
+    ) -> None:
+        store = datastore_factory
+        store.save_view_state(
+            "sessions",
+            [
+                ViewRecord("m1/ann", "m1", 0, 5, "d1"),
+                ViewRecord("m1/bob", "m1", 0, 5, "d2"),
+                ViewRecord("m2/ann", "m2", 3, 6, "d3"),
+            ],
+        )
+        store.save_view_state("other", [ViewRecord("m1/ann", "m1", 0, 1, "x")])
+        loaded = {r.key: r for r in store.load_view_state("sessions")}
+        assert loaded == {
+            "m1/ann": ViewRecord("m1/ann", "m1", 0, 5, "d1"),
+            "m1/bob": ViewRecord("m1/bob", "m1", 0, 5, "d2"),
+            "m2/ann": ViewRecord("m2/ann", "m2", 3, 6, "d3"),
+        }
+        assert [r.key for r in store.load_view_state("sessions", shards=[3])] == ["m2/ann"]
+        assert store.load_view_state("sessions", shards=[]) == []
+        assert store.load_view_state("nobody") == []
+        assert store.changes() == []
+
+    def test_view_state_never_goes_back_to_an_older_version(
+        self, datastore_factory: Datastore
+    ) -> None:
+        store = datastore_factory
+        store.save_view_state("v", [ViewRecord("k1", "r", 0, 10, "new"), ViewRecord("k2", "r", 0, 10, "a")])
+        store.save_view_state(
+            "v",
+            [
+                ViewRecord("k1", "r", 0, 7, "older"),  # a late write from a previous owner
+                ViewRecord("k2", "r", 0, 9, None),  # an older removal
+                ViewRecord("k3", "r", 0, 4, None),  # removal of what was never stored
+            ],
+        )
+        assert {r.key: r.digest for r in store.load_view_state("v")} == {"k1": "new", "k2": "a"}
+        store.save_view_state("v", [ViewRecord("k1", "r", 0, 11, None), ViewRecord("k2", "r", 0, 10, "b")])
+        assert {r.key: r.digest for r in store.load_view_state("v")} == {"k2": "b"}
+
+    def test_view_state_writes_many_records_at_once(self, datastore_factory: Datastore) -> None:
+        store = datastore_factory
+        records = [ViewRecord(f"m{i}/u", f"m{i}", i % 7, i + 1, f"d{i}") for i in range(1200)]
+        store.save_view_state("many", records)
+        assert len(store.load_view_state("many")) == 1200
+        assert len(store.load_view_state("many", shards=range(0, 7, 2))) == sum(
+            1 for i in range(1200) if i % 7 in (0, 2, 4, 6)
+        )
+        store.save_view_state("many", [ViewRecord(r.key, r.root, r.shard, r.version + 1, None) for r in records])
+        assert store.load_view_state("many") == []
 
     def test_concurrent_writers_get_one_change_each(self, datastore_factory: Datastore) -> None:
         store = datastore_factory

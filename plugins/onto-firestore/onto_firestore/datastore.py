@@ -17,6 +17,10 @@ only if every document it read is unchanged. Inside one process the check is exa
 processes the commit also carries an ``update_time`` precondition for each document read,
 which real Firestore enforces atomically; the npm emulator ignores ``update_time``
 preconditions, so there only ``exists`` preconditions guard against other processes.
+
+View state (``save_view_state``/``load_view_state``) is bookkeeping, not documents: one
+document per (name, key) in ``_onto_view_state``, written in Firestore transactions that
+apply the version rule against what is stored, and never entered in the change log.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel, ConfigDict, Field
 
 from onto_core.errors import ComponentError, ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeListeners, ChangeOp
+from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, ViewRecord
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import DocKey, Transaction, run_transaction
 from onto_core.protocols import RuntimeContext
@@ -52,6 +56,9 @@ R = TypeVar("R")
 _CLAIM_ATTEMPTS = 50
 _FIRESTORE_OPS = {"array-contains": "array_contains"}  # the client's spelling
 _SEQ_WIDTH = 20  # ids sort like the numbers they hold up to 10**20 changes
+_COMMIT_WRITES = 500  # Firestore's most writes in one commit (a transaction's too)
+_IN_VALUES = 30  # Firestore's most values in one 'in' filter
+_VIEW_STATE_ATTEMPTS = 5  # tries of one contended view-state transaction
 
 
 def make_client(
@@ -160,6 +167,10 @@ class FirestoreDatastore:
         cursors_collection: str = Field(
             default="_onto_cursors", description="Collection holding change-feed cursors."
         )
+        view_state_collection: str = Field(
+            default="_onto_view_state",
+            description="Collection holding what the view processor last delivered.",
+        )
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or FirestoreDatastore.Config()
@@ -169,8 +180,12 @@ class FirestoreDatastore:
             )
         check_collection(self.config.changes_collection)
         check_collection(self.config.cursors_collection)
+        check_collection(self.config.view_state_collection)
         self._client: firestore.Client | None = None
         self._lock = threading.RLock()
+        # Serializes this process's view-state transactions: exact on the emulator too,
+        # whose transactions are not isolated (real Firestore's are, across processes).
+        self._view_state_lock = threading.Lock()
         self._next_seq = 0  # 0: not known yet, read from the log before the next claim
         self._listeners = ChangeListeners()
         self._changed = threading.Condition(threading.Lock())
@@ -431,6 +446,98 @@ class FirestoreDatastore:
             self._doc(self.config.cursors_collection, name).set({"seq": int(seq)})
         except gexc.GoogleAPIError as exc:
             raise DatastoreError(f"firestore save of cursor {name!r} failed: {exc}") from exc
+
+    # --- view state ---------------------------------------------------------------------
+
+    def _view_state_ref(self, name: str, key: str) -> Any:
+        # Names and keys may hold any character ('/' among them) and be of any length;
+        # a hash of the pair is always a valid id. The fields say what it stands for.
+        pair = json.dumps([name, key]).encode()
+        doc_id = hashlib.sha256(pair).hexdigest()
+        return self.client.collection(self.config.view_state_collection).document(doc_id)
+
+    def load_view_state(self, name: str, shards: Iterable[int] | None = None) -> list[ViewRecord]:
+        """The view records saved under ``name`` (of ``shards`` only, when given)."""
+        query: Any = self.client.collection(self.config.view_state_collection).where(
+            filter=FieldFilter("name", "==", name)
+        )
+        if shards is None:
+            queries = [query]
+        else:
+            wanted = sorted(set(shards))
+            queries = [
+                query.where(filter=FieldFilter("shard", "in", wanted[start : start + _IN_VALUES]))
+                for start in range(0, len(wanted), _IN_VALUES)
+            ]
+        records: list[ViewRecord] = []
+        try:
+            for part in queries:
+                for snap in part.stream():
+                    data = snap.to_dict() or {}
+                    records.append(
+                        ViewRecord(
+                            str(data["key"]),
+                            str(data["root"]),
+                            int(data["shard"]),
+                            int(data["version"]),
+                            str(data["digest"]),
+                        )
+                    )
+        except gexc.GoogleAPIError as exc:
+            raise DatastoreError(f"firestore load of view state {name!r} failed: {exc}") from exc
+        return records
+
+    def save_view_state(self, name: str, records: Sequence[ViewRecord]) -> None:
+        """Apply ``records`` as the Datastore protocol says; an older version never wins.
+
+        Each run of up to 500 records is one Firestore transaction: it reads the stored
+        records and writes only those not older, so a concurrent writer (another worker
+        process) cannot slip in between. The rule is per record, so a save larger than one
+        transaction is still exact record by record.
+        """
+        latest = list({r.key: r for r in records}.values())  # the last record per key counts
+        with self._view_state_lock:
+            for start in range(0, len(latest), _COMMIT_WRITES):
+                self._save_view_state_part(name, latest[start : start + _COMMIT_WRITES])
+
+    def _save_view_state_part(self, name: str, records: list[ViewRecord]) -> None:
+        refs = [self._view_state_ref(name, r.key) for r in records]
+
+        @firestore.transactional
+        def apply(transaction: firestore.Transaction) -> None:
+            stored = {snap.id: snap for snap in transaction.get_all(refs)}
+            for record, ref in zip(records, refs, strict=True):
+                snap = stored[ref.id]
+                if snap.exists and int((snap.to_dict() or {}).get("version", 0)) > record.version:
+                    continue  # a newer owner already wrote this view
+                if record.digest is None:
+                    if snap.exists:
+                        transaction.delete(ref)
+                else:
+                    transaction.set(
+                        ref,
+                        {
+                            "name": name,
+                            "key": record.key,
+                            "root": record.root,
+                            "shard": record.shard,
+                            "version": record.version,
+                            "digest": record.digest,
+                        },
+                    )
+
+        what = f"firestore save of view state {name!r}"
+        try:
+            apply(self.client.transaction(max_attempts=_VIEW_STATE_ATTEMPTS))
+        except ValueError as exc:
+            if not isinstance(exc.__cause__, gexc.Aborted):
+                raise
+            raise ConflictError(
+                f"{what}: still contended after {_VIEW_STATE_ATTEMPTS} transaction attempts:"
+                f" {exc.__cause__}"
+            ) from exc
+        except gexc.GoogleAPIError as exc:
+            raise DatastoreError(f"{what} failed: {exc}") from exc
 
 
 async def component_client(

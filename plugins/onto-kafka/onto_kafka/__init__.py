@@ -1,9 +1,11 @@
 """onto-kafka: Kafka source and sink for onto, on kafka-python.
 
-Components: the ``kafka`` source (a consumer-group member that commits offsets only
-once every sink confirmed), the ``kafka_decode`` processor (record bytes into JSON, text
-or a model; undecodable records are dead-lettered) and the ``kafka`` sink (an idempotent
-producer; a transactional one for exactly_once Kafka-to-Kafka pipelines).
+Components: the ``kafka`` source (a consumer-group member, or a reader of every
+partition, that commits offsets only once every sink confirmed), the ``kafka_decode``
+processor (record bytes into JSON, text or a model; undecodable records are
+dead-lettered), the ``kafka`` sink (an idempotent producer; a transactional one for
+exactly_once Kafka-to-Kafka pipelines) and the ``kafka`` shard coordinator (shard
+ownership for sharded view workers, as a consumer group's partition assignment).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ with warnings.catch_warnings():
 from onto_core import ComponentRegistrar, hookimpl
 from onto_kafka._codecs import CodecError, KeyFormat, ValueFormat
 from onto_kafka._connection import KafkaConnection
+from onto_kafka._coordinator import KafkaShardCoordinator
 from onto_kafka._decode import KafkaDecodeProcessor
 from onto_kafka._offsets import OffsetTracker, Position
 from onto_kafka._sink import KafkaSink, MessageTemplate
@@ -31,6 +34,7 @@ __all__ = [
     "CodecError",
     "KafkaConnection",
     "KafkaDecodeProcessor",
+    "KafkaShardCoordinator",
     "KafkaSink",
     "KafkaSource",
     "KeyFormat",
@@ -47,3 +51,4 @@ def register_components(register: ComponentRegistrar) -> None:
     register.source("kafka", KafkaSource)
     register.processor("kafka_decode", KafkaDecodeProcessor)
     register.sink("kafka", KafkaSink)
+    register.coordinator("kafka", KafkaShardCoordinator)

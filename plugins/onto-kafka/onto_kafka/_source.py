@@ -1,4 +1,5 @@
-"""The ``kafka`` source: a consumer-group member whose offsets follow the acks."""
+"""The ``kafka`` source: a consumer-group member (or a reader of every partition) whose
+offsets follow the acks."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ log = logging.getLogger("onto.kafka")
 
 class KafkaSource:
     """Reads topics as a member of a consumer group; commits only what was processed.
+
+    ``partitions: group`` (default): the members of ``group_id`` split the partitions.
+    ``partitions: all``: this process reads every partition of ``topics`` itself, by
+    manual assignment (no group membership, no rebalances); ``group_id`` only names where
+    its positions are committed. The start position of every partition is fixed before
+    ``start`` returns: the committed offset of ``group_id`` (else ``offset_reset``), or the
+    beginning / end for ``start_from: earliest`` / ``latest``. Partitions added to a topic
+    later are not read until the next start. ``splits_input(config)`` tells which mode a
+    config asks for.
 
     Each record becomes a message whose value is the record's bytes (``None`` for a
     tombstone; decode it with the ``kafka_decode`` processor), whose key is the record
@@ -67,7 +77,18 @@ class KafkaSource:
             None, description="Regular expression of topic names to read, instead of `topics`."
         )
         group_id: str = Field(
-            description="Consumer group: members of one group split the partitions."
+            description=(
+                "Consumer group: members of one group split the partitions; with"
+                " `partitions: all`, only where this source commits its positions."
+            )
+        )
+        partitions: Literal["group", "all"] = Field(
+            "group",
+            description=(
+                "group: the members of `group_id` split the partitions (scale-out);"
+                " all: this process reads every partition of `topics` itself, without"
+                " joining the group (every worker reads every record)."
+            ),
         )
         start_from: Literal["committed", "earliest", "latest"] = Field(
             "committed",
@@ -119,9 +140,23 @@ class KafkaSource:
                 raise ValueError("give either `topics` (a list) or `pattern`, not both")
             if self.topics is not None and not self.topics:
                 raise ValueError("`topics` must name at least one topic")
+            if self.partitions == "all" and self.pattern is not None:
+                raise ValueError(
+                    "`pattern` needs group membership to follow topics as they appear;"
+                    " with `partitions: all` name the topics in `topics`"
+                )
             if self.heartbeat_interval_ms >= self.session_timeout_ms:
                 raise ValueError("heartbeat_interval_ms must be less than session_timeout_ms")
             return self
+
+    @classmethod
+    def splits_input(cls, config: KafkaSource.Config) -> bool:
+        """Whether several processes running ``config`` split the records between them.
+
+        True for ``partitions: group`` (each record goes to one member of the group),
+        False for ``partitions: all`` (every process reads every record).
+        """
+        return config.partitions == "group"
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -142,7 +177,9 @@ class KafkaSource:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self, ctx: RuntimeContext) -> None:
-        """Connect and subscribe; raises ``SourceError`` naming the brokers if unreachable."""
+        """Connect and subscribe (or, with ``partitions: all``, assign every partition and
+        fix where each one starts); raises ``SourceError`` naming the brokers if
+        unreachable, or the topic if it does not exist with ``partitions: all``."""
         self._ctx = ctx
         config = self.config
         try:
@@ -161,12 +198,79 @@ class KafkaSource:
             raise SourceError.at(
                 self._ctx, f"cannot connect to Kafka at {config.describe()}: {exc}"
             ) from exc
+        if config.partitions == "all":
+            try:
+                self._assign_every_partition(consumer)
+            except BaseException:
+                consumer.close(autocommit=False)
+                raise
+            self._consumer = consumer
+            return
         listener = _Rebalance(self)
         if config.pattern is not None:
             consumer.subscribe(pattern=config.pattern, listener=listener)
         else:
             consumer.subscribe(topics=list(config.topics or ()), listener=listener)
         self._consumer = consumer
+
+    def _assign_every_partition(self, consumer: KafkaConsumer) -> None:
+        """Read every partition of ``topics``, each from a position fixed here and now.
+
+        The positions are looked up and set before ``start`` returns, not lazily at the
+        first poll: a stateful processor (the sharded ``view``) builds its state from the
+        datastore once every component has started, and relies on this source delivering
+        every record after a position fixed before that build. Several processes share
+        ``group_id`` in this mode, each committing its own positions; a committed offset is
+        always one whose records someone already processed, so it is a safe place to start.
+        """
+        config = self.config
+        timeout_ms = config.connect_timeout_ms
+        partitions: list[TopicPartition] = []
+        for topic in config.topics or ():
+            found = consumer.partitions_for_topic(topic)
+            if not found:
+                raise SourceError.at(
+                    self._ctx,
+                    f"topic {topic!r} does not exist at {config.describe()}: with"
+                    " `partitions: all` every partition is assigned at start, so create"
+                    " the topic first",
+                )
+            partitions += [TopicPartition(topic, p) for p in sorted(found)]
+        consumer.assign(partitions)
+        self.tracker.assign(partitions)
+        try:
+            for tp in partitions:
+                committed = (
+                    consumer.committed(tp, timeout_ms=timeout_ms)
+                    if config.start_from == "committed"
+                    else None
+                )
+                if committed is not None:
+                    consumer.seek(tp, committed)
+                elif (
+                    config.offset_reset if config.start_from == "committed" else config.start_from
+                ) == "earliest":
+                    consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek_to_end(tp)
+            # position() resolves the beginning / end seeks into offsets now.
+            starts = {tp: consumer.position(tp, timeout_ms=timeout_ms) for tp in partitions}
+        except KafkaError as exc:
+            raise SourceError.at(
+                self._ctx,
+                f"finding where to start reading at {config.describe()} failed: {exc}",
+            ) from exc
+        unknown = sorted(tp for tp, offset in starts.items() if offset is None)
+        if unknown:
+            raise SourceError.at(
+                self._ctx,
+                f"no start position for {_names(set(unknown))} from {config.describe()}"
+                f" within connect_timeout_ms ({timeout_ms} ms)",
+            )
+        log.info(
+            "reading every partition from %s",
+            ", ".join(f"{tp.topic}/{tp.partition}@{starts[tp]}" for tp in partitions),
+        )
 
     def close(self) -> None:
         """Commit what was acked and leave the group (idempotent)."""
