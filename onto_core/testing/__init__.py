@@ -30,6 +30,7 @@ from onto_core.testing.conformance import (  # noqa: E402
     run,
 )
 from onto_core.testing.processes import json_lines, onto_run  # noqa: E402
+from onto_core.testing.views import built_views, final_views  # noqa: E402
 
 __all__ = [
     "JSON_VALUES",
@@ -37,7 +38,9 @@ __all__ = [
     "SinkConformance",
     "SourceConformance",
     "SourceHarness",
+    "built_views",
     "call",
+    "final_views",
     "json_lines",
     "onto_run",
     "run",
