@@ -35,9 +35,12 @@ def write_config(tmp_path: Path, initial: bool, hold: bool = False) -> Path:
 datastore: {{type: sqlite, path: "{tmp_path / "onto.db"}"}}
 pipelines:
   sessions:
-    source: {{type: changes, collections: [meetings, tickets, users, locations], poll_interval: 0.05}}
+    source:
+      {{type: changes, collections: [meetings, tickets, users, locations], poll_interval: 0.05}}
     processors:
-      - {{type: view, view: "examples.meeting_room.views:MeetingSession", initial: {str(initial).lower()}}}
+      - type: view
+        view: "examples.meeting_room.views:MeetingSession"
+        initial: {str(initial).lower()}
 {hold_step}    sinks: [{{type: file, path: "{tmp_path / "out.jsonl"}", fsync: true}}]
     batch: {{size: 50, linger_ms: 5}}
 """)
@@ -165,9 +168,11 @@ def test_changes_unacked_at_a_kill_reach_the_sink_after_the_restart(
         due = {k for k in truth.keys() | before.keys() if truth.get(k) != before.get(k)}
         assert due
         wait_for(
-            lambda: {k: v for k, v in final_views(updates(out)).items() if k in due}
-            == {k: v for k, v in truth.items() if k in due}
-            and not (due - truth.keys()) & final_views(updates(out)).keys(),
+            lambda: (
+                {k: v for k, v in final_views(updates(out)).items() if k in due}
+                == {k: v for k, v in truth.items() if k in due}
+                and not (due - truth.keys()) & final_views(updates(out)).keys()
+            ),
             second,
             log,
         )
@@ -198,8 +203,8 @@ def test_repeated_kills_during_thousands_of_changes_end_in_the_clean_state(tmp_p
     try:
         while kills < 8:
             with onto_run(config, log, cwd=ROOT) as process:
-                seen = len(json_lines(out))
-                wait_for(lambda: len(json_lines(out)) >= seen + 40, process, log, timeout=120)
+                wanted = len(json_lines(out)) + 40
+                wait_for(lambda n=wanted: len(json_lines(out)) >= n, process, log, timeout=120)
                 process.send_signal(signal.SIGKILL)
                 process.wait(10)
                 kills += 1

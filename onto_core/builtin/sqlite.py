@@ -365,7 +365,10 @@ class SqliteDatastore(CommitWrites):
             params += wanted
         with self._connection(f"loading view state {name!r}") as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [ViewRecord(key, root, shard, version, digest) for key, root, shard, version, digest in rows]
+        return [
+            ViewRecord(key, root, shard, version, digest)
+            for key, root, shard, version, digest in rows
+        ]
 
     def save_view_state(self, name: str, records: Sequence[ViewRecord]) -> None:
         """Apply ``records`` in one transaction; an older version never replaces a newer one."""

@@ -1,4 +1,4 @@
-"""The ``view`` processor: changes in, view-model updates out, correct across restarts and workers."""
+"""The ``view`` processor: changes in, view updates out, across restarts and workers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from onto_core.reactive.engine import ReactiveEngine, ViewUpdate
 from onto_core.runtime._calls import as_async, optional_method
 
 if TYPE_CHECKING:
-    from onto_core.config import ComponentSpec, PipelineConfig
+    from onto_core.config import PipelineConfig
 
 __all__ = ["VERSION_HEADER", "VIEW_HEADER", "ViewProcessor", "load_view", "view_message"]
 
@@ -198,9 +198,7 @@ class ViewProcessor:
         if gained:
             store = self._require_store()
             records = await asyncio.to_thread(store.load_view_state, self.state, sorted(gained))
-            updates = await asyncio.to_thread(
-                engine.acquire, gained, records, self.config.initial
-            )
+            updates = await asyncio.to_thread(engine.acquire, gained, records, self.config.initial)
         if self._ctx is not None:
             self._ctx.log.info(
                 "view %s: shards %s owned (%d views held; gained %d, lost %d)",

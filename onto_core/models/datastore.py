@@ -159,11 +159,12 @@ class Datastore(Protocol):
 
     View state (needed by the ``view`` processor, so views survive restarts and move
     between workers): ``save_view_state(name, records)`` applies ``ViewRecord``s in one
-    write, in order (the last record of a key counts): each record replaces the stored one with its key unless the stored one has a
-    higher ``version``, and a record whose ``digest`` is ``None`` deletes it under the same
-    rule. ``load_view_state(name, shards=None)`` returns the stored records of ``name``
-    (only those of the given shards, when given), in no particular order. View state is
-    not a document: it never appears in the change feed.
+    write, in order (the last record of a key counts): each record replaces the stored
+    one with its key unless the stored one has a higher ``version``, and a record whose
+    ``digest`` is ``None`` deletes it under the same rule. ``load_view_state(name,
+    shards=None)`` returns the stored records of ``name`` (only those of the given shards,
+    when given), in no particular order. View state is not a document: it never appears
+    in the change feed.
 
     Errors: ``DatastoreError`` for anything the store refused or could not reach.
     """

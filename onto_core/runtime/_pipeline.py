@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -146,10 +147,8 @@ class PipelineRunner:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: none to wake
             loop.call_soon_threadsafe(self._wake_worker)
-        except RuntimeError:  # the loop closed meanwhile: nothing left to wake
-            pass
 
     def _wake_worker(self) -> None:
         self._woken = True

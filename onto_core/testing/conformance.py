@@ -529,7 +529,9 @@ class DatastoreConformance:
         self, datastore_factory: Datastore
     ) -> None:
         store = datastore_factory
-        store.save_view_state("v", [ViewRecord("k1", "r", 0, 10, "new"), ViewRecord("k2", "r", 0, 10, "a")])
+        store.save_view_state(
+            "v", [ViewRecord("k1", "r", 0, 10, "new"), ViewRecord("k2", "r", 0, 10, "a")]
+        )
         store.save_view_state(
             "v",
             [
@@ -539,7 +541,9 @@ class DatastoreConformance:
             ],
         )
         assert {r.key: r.digest for r in store.load_view_state("v")} == {"k1": "new", "k2": "a"}
-        store.save_view_state("v", [ViewRecord("k1", "r", 0, 11, None), ViewRecord("k2", "r", 0, 10, "b")])
+        store.save_view_state(
+            "v", [ViewRecord("k1", "r", 0, 11, None), ViewRecord("k2", "r", 0, 10, "b")]
+        )
         assert {r.key: r.digest for r in store.load_view_state("v")} == {"k2": "b"}
 
     def test_view_state_writes_many_records_at_once(self, datastore_factory: Datastore) -> None:
@@ -550,7 +554,9 @@ class DatastoreConformance:
         assert len(store.load_view_state("many", shards=range(0, 7, 2))) == sum(
             1 for i in range(1200) if i % 7 in (0, 2, 4, 6)
         )
-        store.save_view_state("many", [ViewRecord(r.key, r.root, r.shard, r.version + 1, None) for r in records])
+        store.save_view_state(
+            "many", [ViewRecord(r.key, r.root, r.shard, r.version + 1, None) for r in records]
+        )
         assert store.load_view_state("many") == []
 
     def test_concurrent_writers_get_one_change_each(self, datastore_factory: Datastore) -> None:

@@ -1,0 +1,360 @@
+"""Views split into shards by root, rebuilt against what was delivered, and the runtime hooks
+(``due_messages``, ``settled``) a stateful processor relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from meeting_fixtures import MeetingWorkload
+from pydantic import BaseModel, ConfigDict
+
+from examples.meeting_room.models import User
+from examples.meeting_room.views import MeetingSession
+from onto_core import plugins
+from onto_core.builtin.memory import channel, drop_channels
+from onto_core.builtin.sqlite import SqliteDatastore
+from onto_core.config import parse_config
+from onto_core.errors import ConfigError
+from onto_core.hookspecs import hookimpl
+from onto_core.models.datastore import ViewRecord
+from onto_core.protocols import Guarantee, Message, RuntimeContext
+from onto_core.reactive import ReactiveEngine, ViewUpdate
+from onto_core.reactive.engine import shard_of
+from onto_core.runtime import Runtime
+from onto_core.testing import built_views, final_views
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteDatastore]:
+    made = SqliteDatastore(SqliteDatastore.Config(path=tmp_path / "onto.db"))
+    made.open()
+    yield made
+    made.close()
+
+
+def pump(
+    engine: ReactiveEngine, store: SqliteDatastore, after: int
+) -> tuple[list[ViewUpdate], int]:
+    updates: list[ViewUpdate] = []
+    for change in store.changes(after, limit=100_000):
+        updates += engine.apply(change)
+        after = change.seq
+    return updates, after
+
+
+def records(updates: list[ViewUpdate], shards: int) -> list[ViewRecord]:
+    return [
+        ViewRecord(u.key, u.root, shard_of(u.root, shards), u.version, u.digest) for u in updates
+    ]
+
+
+def test_shards_split_the_views_and_the_recomputes_between_engines(store: SqliteDatastore) -> None:
+    workload = MeetingWorkload(store, seed=2, users=30)
+    workload.setup(40)
+    engines = [ReactiveEngine(MeetingSession, store, shards=8) for _ in range(2)]
+    out = engines[0].acquire(range(0, 8, 2), (), emit_all=True)
+    out += engines[1].acquire(range(1, 8, 2), (), emit_all=True)
+    assert engines[0].owned.isdisjoint(engines[1].owned)
+    assert final_views(u.to_dict() for u in out) == built_views(MeetingSession, store)
+    held = [e.view_count() for e in engines]
+    assert sum(held) == len(built_views(MeetingSession, store))
+    assert all(0.25 < h / sum(held) < 0.75 for h in held)
+    single = ReactiveEngine(MeetingSession, store)
+    single.bootstrap()
+    before = [e.recomputes for e in [*engines, single]]
+    seen = engines[0].snapshot_seq
+    for _ in range(200):
+        workload.step()
+    for engine in engines:
+        updates, _ = pump(engine, store, seen)
+        out += updates
+        # every update is of a root this engine owns
+        assert all(engine.owns(u.root) for u in updates)
+    assert final_views(u.to_dict() for u in out) == built_views(MeetingSession, store)
+    pump(single, store, seen)
+    work = [e.recomputes - b for e, b in zip([*engines, single], before, strict=True)]
+    assert work[0] + work[1] == work[2]  # each root rebuilt by its owner alone
+    assert all(0.2 < w / work[2] < 0.8 for w in work[:2])
+
+
+def test_acquire_emits_only_what_differs_from_the_delivered_records(store: SqliteDatastore) -> None:
+    workload = MeetingWorkload(store, seed=4)
+    meetings = workload.setup(4)
+    first = ReactiveEngine(MeetingSession, store)
+    delivered = first.bootstrap()
+    user = User.get(workload.users[0], store)
+    user.first_name = "Renamed"
+    user.save(store)  # while "nobody ran": some views are due
+    store.delete("meetings", meetings[0])  # its views are due for removal
+    second = ReactiveEngine(MeetingSession, store)
+    due = second.acquire([0], records(delivered, 1))
+    truth = built_views(MeetingSession, store)
+    before = final_views(u.to_dict() for u in delivered)
+    expected = {k for k in truth.keys() | before.keys() if truth.get(k) != before.get(k)}
+    assert {u.key for u in due} == expected
+    assert {u.key for u in due if u.removed} == {
+        k for k in before if k.startswith(f"{meetings[0]}/")
+    }
+    assert all(u.version == store.last_seq() for u in due)
+    assert (
+        final_views([*map(ViewUpdate.to_dict, delivered), *map(ViewUpdate.to_dict, due)]) == truth
+    )
+    # with emit_all every view is emitted, and removals still are
+    third = ReactiveEngine(MeetingSession, store)
+    every = third.acquire([0], records(delivered, 1), emit_all=True)
+    assert {u.key for u in every if not u.removed} == truth.keys()
+    assert {u.key for u in every if u.removed} == {u.key for u in due if u.removed}
+
+
+def test_versions_after_a_takeover_never_go_below_the_delivered_ones(
+    store: SqliteDatastore,
+) -> None:
+    workload = MeetingWorkload(store, seed=6)
+    workload.setup(3)
+    future = store.last_seq() + 1000  # a record written by a worker that saw a newer store
+    engine = ReactiveEngine(MeetingSession, store)
+    built = engine.bootstrap()
+    high = [ViewRecord(u.key, u.root, 0, future, "stale-digest") for u in built]
+    due = ReactiveEngine(MeetingSession, store).acquire([0], high)
+    assert due
+    assert all(u.version >= future for u in due)
+
+
+def test_a_released_shard_is_forgotten_and_changes_older_than_a_build_are_skipped(
+    store: SqliteDatastore,
+) -> None:
+    workload = MeetingWorkload(store, seed=8)
+    workload.setup(10)
+    engine = ReactiveEngine(MeetingSession, store, shards=4)
+    engine.acquire(range(4), ())
+    total = engine.view_count()
+    engine.release([1, 2])
+    assert engine.owned == {0, 3}
+    assert 0 < engine.view_count() < total
+    start = store.last_seq()
+    for _ in range(50):
+        workload.step()
+    engine.acquire([1, 2], ())  # built now: reflects every change made so far
+    replay, _ = pump(engine, store, start)  # the changes arrive late, after the build
+    # shards 0 and 3 catch up; the rebuilt ones already reflect those changes
+    assert replay
+    assert {engine.shard_of(u.root) for u in replay} <= {0, 3}
+
+
+def test_an_update_that_was_not_delivered_is_emitted_again(store: SqliteDatastore) -> None:
+    workload = MeetingWorkload(store, seed=9)
+    meetings = workload.setup(2)
+    engine = ReactiveEngine(MeetingSession, store)
+    engine.bootstrap()
+    seen = store.last_seq()
+    store.delete("meetings", meetings[0])
+    lost, seen = pump(engine, store, seen)
+    assert lost
+    assert all(u.removed for u in lost)
+    engine.forget(lost)  # the sink never got them
+    deletion = next(c for c in store.changes(seen - 1, 10) if c.doc_id == meetings[0])
+    again = engine.apply(deletion)  # the change, delivered again
+    assert {u.key for u in again} == {u.key for u in lost}
+    assert all(u.removed for u in again)
+
+
+# --- the runtime hooks -------------------------------------------------------------------
+
+state: dict[str, Any] = {}
+
+
+class TickingProcessor:
+    """Emits ``due`` messages when woken; records what ``settled`` was told."""
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config) -> None:
+        state["processor"] = self
+        self.due: list[Any] = []
+        self.delivered: list[Any] = []
+        self.failed: list[Any] = []
+
+    async def start(self, ctx: RuntimeContext) -> None:
+        self.wake = ctx.wake
+        self.heard = asyncio.Event()
+        state["started"].set()
+
+    def due_messages(self) -> list[Message]:
+        due, self.due = self.due, []
+        return [Message(v) for v in due]
+
+    def process(self, message: Message) -> Message:
+        return message.derive({"from": message.value})
+
+    async def settled(self, delivered: list[Message], failed: list[Message]) -> None:
+        self.delivered += [m.value for m in delivered]
+        self.failed += [m.value for m in failed]
+        self.heard.set()
+
+    async def hear(self, count: int) -> None:
+        """Wait until ``settled`` was told about ``count`` messages in all."""
+        async with asyncio.timeout(10):
+            while len(self.delivered) + len(self.failed) < count:
+                await self.heard.wait()
+                self.heard.clear()
+
+
+class PickySink:
+    """Refuses values that are dicts with ``bad`` in them; records the rest."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
+        {Guarantee.AT_MOST_ONCE, Guarantee.AT_LEAST_ONCE}
+    )
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config) -> None:
+        pass
+
+    def write(self, messages: list[Message]) -> None:
+        for m in messages:
+            if isinstance(m.value, dict) and "bad" in m.value:
+                raise ValueError("refused")
+        state.setdefault("written", []).extend(m.value for m in messages)
+
+
+class SplittingSource:
+    """A source several processes would share (like a consumer group)."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(Guarantee)
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        shared: bool = True
+
+    def __init__(self, config: Config) -> None:
+        pass
+
+    @classmethod
+    def splits_input(cls, config: Config) -> bool:
+        return config.shared
+
+    def read(self) -> None:
+        return None
+
+    def ack(self, message: Message) -> None: ...
+
+    def nack(self, message: Message, error: BaseException) -> None: ...
+
+
+class Components:
+    @hookimpl
+    def register_components(self, register: plugins.ComponentRegistrar) -> None:
+        register.processor("ticking", TickingProcessor)
+        register.sink("picky", PickySink)
+        register.source("splitting", SplittingSource)
+
+
+@pytest.fixture(autouse=True)
+def components() -> Iterator[None]:
+    state.clear()
+    drop_channels()
+    name = plugins.register_plugin(Components(), name="view-shard-tests")
+    yield
+    plugins.unregister_plugin(name)
+
+
+def test_a_woken_processor_emits_without_input_and_hears_what_was_delivered() -> None:
+    config = parse_config(
+        """
+pipelines:
+  ticks:
+    source: {type: memory, channel: ticks}
+    processors: [{type: ticking}]
+    sinks: [{type: picky}]
+    dead_letter: {type: memory, channel: dead}
+    retry: {max_attempts: 1}
+""",
+        "t.yaml",
+    )
+
+    async def scenario() -> None:
+        state["started"] = asyncio.Event()
+        runtime = Runtime(config)
+        task = asyncio.create_task(runtime.run())
+        await asyncio.wait_for(state["started"].wait(), 10)
+        processor: TickingProcessor = state["processor"]
+        processor.due = [{"due": 1}, {"bad": 2}]
+        # woken from another thread, with no input in sight
+        threading.Thread(target=processor.wake).start()
+        await processor.hear(2)
+        channel("ticks").put({"n": 1})
+        await processor.hear(3)
+        channel("ticks").close()
+        await task
+
+    asyncio.run(scenario())
+    processor = state["processor"]
+    assert processor.delivered == [{"due": 1}, {"from": {"n": 1}}]
+    assert processor.failed == [{"bad": 2}]  # dead-lettered: not delivered
+    assert state["written"] == [{"due": 1}, {"from": {"n": 1}}]
+
+
+def test_a_view_pipeline_on_a_source_shared_between_processes_is_refused() -> None:
+    text = """\
+pipelines:
+  views:
+    source: {type: splitting}
+    processors:
+      - {type: view, view: "examples.meeting_room.views:MeetingSession"}
+    sinks: [{type: stdout}]
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "views.yaml")
+    message = str(caught.value)
+    assert message.startswith("views.yaml:5: pipelines.views.processors[0]: processor 'view':")
+    assert "every view worker must read every change" in message
+    parse_config(text.replace("{type: splitting}", "{type: splitting, shared: false}"), "v.yaml")
+
+
+def test_a_mistake_in_the_coordinator_block_names_its_own_key_and_line() -> None:
+    text = """\
+pipelines:
+  views:
+    source: {type: changes}
+    processors:
+      - type: view
+        view: "examples.meeting_room.views:MeetingSession"
+        shards: 8
+        coordinator:
+          type: static
+          ownd: [1]
+    sinks: [{type: stdout}]
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "views.yaml")
+    assert str(caught.value).startswith(
+        "views.yaml:10: pipelines.views.processors[0].coordinator.ownd: unknown key"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text.replace("type: static", "type: zookeeper"), "views.yaml")
+    assert "views.yaml:9: pipelines.views.processors[0].coordinator.type" in str(caught.value)
+    assert "unknown coordinator type 'zookeeper'" in str(caught.value)
+    parse_config(text.replace("ownd", "owned"), "views.yaml")
+
+
+def test_static_ownership_outside_the_shard_count_fails_at_start(tmp_path: Path) -> None:
+    config = parse_config(f"""
+datastore: {{type: sqlite, path: "{tmp_path / "onto.db"}"}}
+pipelines:
+  views:
+    source: {{type: changes}}
+    processors:
+      - {{type: view, view: "examples.meeting_room.views:MeetingSession", shards: 4,
+         coordinator: {{type: static, owned: [3, 4]}}}}
+    sinks: [{{type: stdout}}]
+""")
+    with pytest.raises(Exception, match=r"owned shards \[4\] are outside 0..3"):
+        asyncio.run(Runtime(config).run())
