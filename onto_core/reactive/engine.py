@@ -5,8 +5,9 @@ its last build, indexed three ways: by document read; by ``(collection, field, v
 queries with an equality condition; and by collection for other queries. A change looks
 up the roots whose read set it touches (a query read is re-matched against the changed
 document), rebuilds exactly those, and reports each view whose output differs from what
-was last emitted, with the change's sequence number as its version. A view that a build
-no longer yields, or whose root was deleted, is reported as removed.
+was last emitted, with the change's sequence number as its version (raised above the
+root's last version when changes arrive out of order). A view that a build no longer
+yields, or whose root was deleted, is reported as removed.
 
 Roots are split into ``shards`` by a stable hash of their id (``shard_of``). An engine
 builds and follows only the shards it was given (``acquire``), so several engines, each
@@ -107,6 +108,11 @@ class ReactiveEngine:
         self._lock = threading.Lock()
         self._built_at: dict[int, int] = {}  # shard → seq it was built at; older changes skip
         self._outputs: dict[str, dict[str, str]] = {}  # root id → view key → output digest
+        # Root id → the version of its last emitted update. Changes may arrive out of seq
+        # order (a topic's partitions interleave) while every build reads the store as it
+        # is now, so an update gets a version above its root's last one: the newest version
+        # always holds the newest data, even for sinks that skip equal versions.
+        self._versions: dict[str, int] = {}
         self._read_sets: dict[str, ReadSet] = {}
         self._by_doc: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._by_equality: dict[str, dict[str, dict[str, set[str]]]] = defaultdict(
@@ -180,6 +186,7 @@ class ReactiveEngine:
             for root_id in [r for r in self._outputs if self.shard_of(r) in lost]:
                 self._unindex(root_id)
                 del self._outputs[root_id]
+                self._versions.pop(root_id, None)
 
     def owns(self, root_id: str) -> bool:
         """Whether root ``root_id`` is in a shard this engine holds."""
@@ -238,6 +245,11 @@ class ReactiveEngine:
             views = build_views(self.view, root) if root is not None else []
         if old is None:
             old = self._outputs.get(root_id, {})
+        last = self._versions.get(root_id)
+        if last is not None and version <= last:
+            # Above the last, yet never past the store: the data differs, so the store
+            # moved at least one seq beyond the build that gave the last version.
+            version = last + 1
         built = sorted(((v.key, v) for v in views), key=lambda kv: kv[0])
         new: dict[str, str] = {}
         updates: list[ViewUpdate] = []
@@ -253,8 +265,11 @@ class ReactiveEngine:
         self._unindex(root_id)
         if root is None:
             self._outputs.pop(root_id, None)
+            self._versions.pop(root_id, None)
         else:
             self._outputs[root_id] = new
+            if updates or last is None:
+                self._versions[root_id] = version
             self._index(root_id, reader.read_set)
         return updates
 

@@ -69,9 +69,7 @@ class KafkaShardCoordinator:
                 " one deployment names the same topic."
             )
         )
-        group_id: str = Field(
-            description="Consumer group of the workers that share the shards."
-        )
+        group_id: str = Field(description="Consumer group of the workers that share the shards.")
         create_topic: bool = Field(
             True,
             description=(
@@ -130,7 +128,9 @@ class KafkaShardCoordinator:
         than ``shards``. Returns without waiting for the first assignment.
         """
         if shards < 1:
-            raise ComponentError.at(ctx, f"a shard coordinator needs 1 or more shards, got {shards}")
+            raise ComponentError.at(
+                ctx, f"a shard coordinator needs 1 or more shards, got {shards}"
+            )
         self._ctx = ctx
         self._on_change = on_change
         consumer = await asyncio.to_thread(self._join, ctx, shards)
@@ -247,7 +247,10 @@ class KafkaShardCoordinator:
                     # The client reconnects and rejoins on its own; the group has moved the
                     # shards if this lasts longer than the session timeout.
                     log.warning(
-                        "shard group %r at %s: %s", self.config.group_id, self.config.describe(), exc
+                        "shard group %r at %s: %s",
+                        self.config.group_id,
+                        self.config.describe(),
+                        exc,
                     )
                     self._stop.wait(_POLL_MS / 1000)
         finally:

@@ -32,7 +32,7 @@ log = logging.getLogger("onto.kafka")
 
 
 class KafkaSource:
-    """Reads topics as a member of a consumer group; commits only what was processed.
+    """Reads topics in a consumer group, or every partition itself; commits what was processed.
 
     ``partitions: group`` (default): the members of ``group_id`` split the partitions.
     ``partitions: all``: this process reads every partition of ``topics`` itself, by

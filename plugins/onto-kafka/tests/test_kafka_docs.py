@@ -16,9 +16,10 @@ def test_the_reference_section_matches_the_component_specs() -> None:
         ("source", "kafka"),
         ("processor", "kafka_decode"),
         ("sink", "kafka"),
+        ("coordinator", "kafka"),
     }
     generated = "## " + components_markdown(found).split("\n## ", 1)[1]
-    for kind in ("source", "processor", "sink"):
+    for kind in ("source", "processor", "sink", "coordinator"):
         generated = generated.replace(f"## {kind} ", f"### {kind} ")
     written = DOC.read_text(encoding="utf-8")
     marker = "<!-- reference: generated, do not edit by hand -->\n\n"
