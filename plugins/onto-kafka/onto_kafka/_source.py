@@ -16,6 +16,7 @@ from kafka.errors import KafkaError  # type: ignore[import-untyped]
 from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 from pydantic import Field, model_validator
 
+from onto_core.config import PipelineConfig
 from onto_core.errors import SourceError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_kafka._codecs import KeyFormat, decode_key
@@ -157,6 +158,29 @@ class KafkaSource:
         False for ``partitions: all`` (every process reads every record).
         """
         return config.partitions == "group"
+
+    @classmethod
+    def check_pipeline(cls, pipeline: PipelineConfig) -> None:
+        """Refuse a ``kafka`` coordinator in the same pipeline that shares ``group_id``.
+
+        A ``partitions: all`` source commits from outside any group membership, which
+        Apache Kafka refuses for a group that has members (the coordinator's workers).
+        """
+        config = pipeline.source.config
+        if not isinstance(config, KafkaSource.Config):
+            return
+        for spec in pipeline.processors:
+            coordinator = getattr(spec.config, "coordinator", None)
+            settings = getattr(coordinator, "config", None)
+            if getattr(coordinator, "type", None) == "kafka" and (
+                getattr(settings, "group_id", None) == config.group_id
+            ):
+                raise ValueError(
+                    f"group_id {config.group_id!r} is also the group of the kafka coordinator"
+                    f" of {spec.path}; give the coordinator a group of its own (e.g."
+                    f" '{config.group_id}-shards'): the source commits its positions from"
+                    " outside the group, which brokers refuse for a group with members"
+                )
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -115,3 +115,28 @@ def test_an_unreachable_broker_fails_the_start_naming_the_address() -> None:
         with pytest.raises(ComponentError) as caught, running(config, timeout=30):
             pass
     assert f"cannot connect to Kafka at 127.0.0.1:{port}" in str(caught.value)
+
+
+VIEW = '{type: view, view: "examples.meeting_room.views:MeetingSession"'
+
+
+def test_a_view_pipeline_on_a_consumer_group_is_refused_naming_the_line() -> None:
+    text = source_config("topics: [changes], group_id: views", f"[{VIEW}}}]")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "views.yaml")
+    message = str(caught.value)
+    assert message.startswith("views.yaml:5: pipelines.orders.processors[0]: processor 'view':")
+    assert "(for kafka: `partitions: all`)" in message
+    parse_config(text.replace("group_id: views", "group_id: views, partitions: all"), "v.yaml")
+
+
+def test_a_coordinator_sharing_the_sources_group_is_refused() -> None:
+    coordinator = "coordinator: {type: kafka, topic: shards, group_id: views}"
+    text = source_config(
+        "topics: [changes], group_id: views, partitions: all",
+        f"[{VIEW}, shards: 4, {coordinator}}}]",
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "views.yaml")
+    assert "group_id 'views' is also the group of the kafka coordinator" in str(caught.value)
+    parse_config(text.replace("group_id: views}", "group_id: views-shards}"), "views.yaml")
