@@ -218,8 +218,9 @@ class ShardCoordinator(Protocol):
 
     Lifecycle: ``start(ctx, shards, on_change)`` joins (it may return before the first
     assignment); ``owned()`` is the set of shards (``0 .. shards-1``) this worker owns now,
-    or ``None`` while that is not known yet; ``on_change()`` is called, from any thread,
-    whenever ``owned()`` changed; ``close()`` leaves, so the others take over at once, and
+    or ``None`` while that is not known (joining, or a reassignment under way: the worker
+    then emits nothing until it is known, so a moving shard never has two owners);
+    ``on_change()`` is called, from any thread, whenever ``owned()`` changed; ``close()`` leaves, so the others take over at once, and
     must be safe to call twice. Any method may be sync or async.
     """
 

@@ -185,30 +185,45 @@ class ViewProcessor:
         await asyncio.to_thread(store.save_cursor, marker, shards)
 
     async def due_messages(self) -> list[Message]:
-        """Follow the coordinator: let lost shards go, build gained ones and say what is due."""
+        """Follow the coordinator: let lost shards go, build gained ones and say what is due.
+
+        While the coordinator does not know what this worker owns (``None``: joining or
+        reassigning), every shard is suspended: nothing is emitted, changes are noted.
+        Shards assigned back resume from the notes; shards assigned elsewhere are dropped.
+        """
         engine = self._require_engine()
         owned = await as_async(self.coordinator.owned)()
-        if owned is None or owned == engine.owned:
+        if owned is None:
+            if engine.owned - engine.suspended:
+                engine.suspend(engine.owned)
+                self._log("suspended while shards are reassigned", 0, 0)
+            return []
+        if owned == engine.owned and not engine.suspended:
             return []
         lost = engine.owned - owned
         gained = owned - engine.owned
         if lost:
             engine.release(lost)
-        updates: list[ViewUpdate] = []
+        updates = await asyncio.to_thread(engine.resume, owned) if engine.suspended else []
         if gained:
             store = self._require_store()
             records = await asyncio.to_thread(store.load_view_state, self.state, sorted(gained))
-            updates = await asyncio.to_thread(engine.acquire, gained, records, self.config.initial)
-        if self._ctx is not None:
-            self._ctx.log.info(
-                "view %s: shards %s owned (%d views held; gained %d, lost %d)",
-                self.view.view_name,
-                _ranges(engine.owned),
-                engine.view_count(),
-                len(gained),
-                len(lost),
+            updates += await asyncio.to_thread(
+                engine.acquire, gained, records, self.config.initial
             )
+        self._log(f"shards {_ranges(engine.owned)} owned", len(gained), len(lost))
         return self._messages(updates)
+
+    def _log(self, what: str, gained: int, lost: int) -> None:
+        if self._ctx is not None and self.engine is not None:
+            self._ctx.log.info(
+                "view %s: %s (%d views held; gained %d, lost %d)",
+                self.view.view_name,
+                what,
+                self.engine.view_count(),
+                gained,
+                lost,
+            )
 
     def process(self, message: Message) -> list[Message]:
         engine = self._require_engine()

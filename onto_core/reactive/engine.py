@@ -107,6 +107,8 @@ class ReactiveEngine:
         self.recomputes = 0
         self._lock = threading.Lock()
         self._built_at: dict[int, int] = {}  # shard → seq it was built at; older changes skip
+        self.suspended: frozenset[int] = frozenset()  # held, but not emitting for now
+        self._dirty: dict[str, int] = {}  # root of a suspended shard → seq of its last change
         self._outputs: dict[str, dict[str, str]] = {}  # root id → view key → output digest
         # Root id → the version of its last emitted update. Changes may arrive out of seq
         # order (a topic's partitions interleave) while every build reads the store as it
@@ -181,12 +183,31 @@ class ReactiveEngine:
             if not lost:
                 return
             self.owned -= lost
+            self.suspended -= lost
             for shard in lost:
                 self._built_at.pop(shard, None)
+            for root_id in [r for r in self._dirty if self.shard_of(r) in lost]:
+                del self._dirty[root_id]
             for root_id in [r for r in self._outputs if self.shard_of(r) in lost]:
                 self._unindex(root_id)
                 del self._outputs[root_id]
                 self._versions.pop(root_id, None)
+
+    def suspend(self, shards: Iterable[int]) -> None:
+        """Stop emitting for ``shards`` but keep them: changes to them are noted, not built."""
+        with self._lock:
+            self.suspended |= set(shards) & self.owned
+
+    def resume(self, shards: Iterable[int]) -> list[ViewUpdate]:
+        """Emit for ``shards`` again: rebuild the roots changes touched while suspended."""
+        with self._lock:
+            back = set(shards) & self.suspended
+            self.suspended -= back
+            due = sorted(r for r in self._dirty if self.shard_of(r) in back)
+            updates: list[ViewUpdate] = []
+            for root_id in due:
+                updates += self._rebuild(root_id, self._dirty.pop(root_id))
+            return updates
 
     def owns(self, root_id: str) -> bool:
         """Whether root ``root_id`` is in a shard this engine holds."""
@@ -204,8 +225,13 @@ class ReactiveEngine:
         with self._lock:
             updates: list[ViewUpdate] = []
             for root_id in sorted(self.affected_roots(change)):
-                if change.seq > self._built_at.get(self.shard_of(root_id), change.seq):
-                    updates += self._rebuild(root_id, change.seq)
+                shard = self.shard_of(root_id)
+                if change.seq <= self._built_at.get(shard, change.seq):
+                    continue
+                if shard in self.suspended:
+                    self._dirty[root_id] = max(change.seq, self._dirty.get(root_id, 0))
+                    continue
+                updates += self._rebuild(root_id, change.seq)
             return updates
 
     def affected_roots(self, change: Change) -> set[str]:

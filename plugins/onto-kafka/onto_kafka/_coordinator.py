@@ -147,7 +147,7 @@ class KafkaShardCoordinator:
         self._thread.start()
 
     def owned(self) -> frozenset[int] | None:
-        """The shards this worker owns now; ``None`` until the first assignment arrived."""
+        """The shards this worker owns now; ``None`` while joining or rebalancing."""
         return self._owned
 
     async def close(self) -> None:
@@ -270,12 +270,18 @@ class KafkaShardCoordinator:
             self.config.topic,
         )
 
+    def _rebalancing(self) -> None:
+        # Eager rebalance: every member gives everything up before anyone is assigned
+        # anew. Not knowing what it owns, this worker stops emitting (keeping its views)
+        # until its assignment arrives, so a shard moving elsewhere never has two owners.
+        self._set_owned(None)
+
     def _lost(self) -> None:
         # Dropped from the group: another member may own these shards already.
         self._set_owned(frozenset())
         log.warning("dropped from shard group %r: owns no shards", self.config.group_id)
 
-    def _set_owned(self, shards: frozenset[int]) -> None:
+    def _set_owned(self, shards: frozenset[int] | None) -> None:
         with self._owned_lock:
             if self._closed or shards == self._owned:
                 return
@@ -293,7 +299,7 @@ class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         self.coordinator = coordinator
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        pass  # eager rebalance: keep the old set until the new assignment arrives
+        self.coordinator._rebalancing()
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.coordinator._assigned(assigned)
