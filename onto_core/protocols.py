@@ -220,8 +220,8 @@ class ShardCoordinator(Protocol):
     assignment); ``owned()`` is the set of shards (``0 .. shards-1``) this worker owns now,
     or ``None`` while that is not known (joining, or a reassignment under way: the worker
     then emits nothing until it is known, so a moving shard never has two owners);
-    ``on_change()`` is called, from any thread, whenever ``owned()`` changed; ``close()`` leaves, so the others take over at once, and
-    must be safe to call twice. Any method may be sync or async.
+    ``on_change()`` is called, from any thread, whenever ``owned()`` changed; ``close()``
+    leaves, so the others take over at once, and must be safe to call twice. Any method may be sync or async.
     """
 
     def owned(self) -> frozenset[int] | None: ...
