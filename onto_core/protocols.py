@@ -221,7 +221,8 @@ class ShardCoordinator(Protocol):
     or ``None`` while that is not known (joining, or a reassignment under way: the worker
     then emits nothing until it is known, so a moving shard never has two owners);
     ``on_change()`` is called, from any thread, whenever ``owned()`` changed; ``close()``
-    leaves, so the others take over at once, and must be safe to call twice. Any method may be sync or async.
+    leaves, so the others take over at once, and must be safe to call twice. Any method
+    may be sync or async.
     """
 
     def owned(self) -> frozenset[int] | None: ...
