@@ -21,6 +21,7 @@ from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.config import parse_config
 from onto_core.errors import ConfigError
 from onto_core.hookspecs import hookimpl
+from onto_core.models import DomainModel, Ref, ViewModel
 from onto_core.models.datastore import ViewRecord
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_core.reactive import ReactiveEngine, ViewUpdate
@@ -428,3 +429,69 @@ def test_a_suspended_shard_emits_nothing_until_resumed_then_what_is_due(
     assert in_one(final_views(delivered)) == in_one(truth)
     ones = in_one(truth)
     assert engine.recomputes - built <= len({k.split("/")[0] for k in ones}) + 8
+
+
+class Member(DomainModel, collection="members"):
+    name: str
+
+
+class Board(DomainModel, collection="boards"):
+    members: list[Ref[Member]] = []
+    fragile: bool = False
+
+
+class BoardView(ViewModel, root=Board, key="board_id"):
+    board_id: str
+    names: list[str]
+
+    @classmethod
+    def build(cls, board: Board) -> BoardView:
+        names = [m.get().name for m in board.members]
+        if board.fragile and "boom" in names:
+            raise ValueError(f"board {board.id} cannot show 'boom'")
+        return cls(board_id=board.id, names=names)
+
+
+def test_a_build_that_fails_loses_no_update_of_the_other_roots(
+    store: SqliteDatastore, caplog: pytest.LogCaptureFixture
+) -> None:
+    member = Member(id="m", name="ann").save(store)
+    Board(id="b1", members=[member.ref]).save(store)
+    Board(id="b2", members=[member.ref], fragile=True).save(store)
+    member.name = "boom"
+    member.save(store)
+    engine = ReactiveEngine(BoardView, store)
+    # At start (or a takeover) one failing root is logged; the others are built.
+    built = engine.acquire([0], ())
+    assert [u.key for u in built] == ["b1"]
+    assert "building board_view of root b2 failed: ValueError" in caplog.text
+    member.name = "zoe"
+    member.save(store)
+    # b2 read the member before failing, so the change builds it again
+    rename = store.changes(store.last_seq() - 1, 1)[0]
+    assert {u.key: u.data["names"] for u in engine.apply(rename) if u.data} == {
+        "b1": ["zoe"],
+        "b2": ["zoe"],
+    }
+
+
+def test_a_change_retried_after_a_failed_build_emits_what_was_lost(store: SqliteDatastore) -> None:
+    member = Member(id="m", name="ann").save(store)
+    Board(id="b1", members=[member.ref]).save(store)
+    Board(id="b2", members=[member.ref], fragile=True).save(store)
+    engine = ReactiveEngine(BoardView, store)
+    engine.bootstrap()
+    member.name = "boom"
+    member.save(store)
+    boom = store.changes(store.last_seq() - 1, 1)[0]
+    with pytest.raises(ValueError):
+        engine.apply(boom)
+    board = Board.get("b2", store)
+    board.fragile = False
+    board.save(store)
+    # the retry of the failed change, after the data was fixed: both boards are due
+    retried = engine.apply(boom)
+    assert {u.key: u.data["names"] for u in retried if u.data} == {
+        "b1": ["boom"],
+        "b2": ["boom"],
+    }

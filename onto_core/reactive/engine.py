@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import zlib
 from collections import defaultdict
@@ -29,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from onto_core.errors import DatastoreError
 from onto_core.models.datastore import Change, Datastore, ViewRecord
 from onto_core.models.domain import use_datastore
 from onto_core.models.query import field_value, matches
@@ -36,6 +38,8 @@ from onto_core.models.view import ViewModel, build_views
 from onto_core.reactive.tracking import ReadSet, TrackingReader
 
 __all__ = ["ReactiveEngine", "ViewUpdate", "shard_of"]
+
+log = logging.getLogger("onto.reactive")
 
 # Stands for an output whose delivery failed: equal to no digest, so it is emitted again.
 _UNKNOWN = ""
@@ -170,7 +174,7 @@ class ReactiveEngine:
                 if self.shard_of(root_id) in gained:
                     old = previous.pop(root_id, {})
                     version = max(seq, floor[root_id])
-                    updates += self._rebuild(root_id, version, old, emit_all)
+                    updates += self._tolerant_rebuild(root_id, version, old, emit_all)
             for root_id, old in sorted(previous.items()):  # roots deleted meanwhile
                 version = max(seq, floor[root_id])
                 updates += [self._removal(root_id, key, version) for key in sorted(old)]
@@ -206,7 +210,7 @@ class ReactiveEngine:
             due = sorted(r for r in self._dirty if self.shard_of(r) in back)
             updates: list[ViewUpdate] = []
             for root_id in due:
-                updates += self._rebuild(root_id, self._dirty.pop(root_id))
+                updates += self._tolerant_rebuild(root_id, self._dirty.pop(root_id))
             return updates
 
     def owns(self, root_id: str) -> bool:
@@ -216,9 +220,12 @@ class ReactiveEngine:
     def forget(self, updates: Iterable[ViewUpdate]) -> None:
         """Updates that were not delivered: the next build of their roots emits them again."""
         with self._lock:
-            for update in updates:
-                if self.owns(update.root):
-                    self._outputs.setdefault(update.root, {})[update.key] = _UNKNOWN
+            self._forget(updates)
+
+    def _forget(self, updates: Iterable[ViewUpdate]) -> None:
+        for update in updates:
+            if self.owns(update.root):
+                self._outputs.setdefault(update.root, {})[update.key] = _UNKNOWN
 
     def apply(self, change: Change) -> list[ViewUpdate]:
         """Rebuild the views ``change`` affects; the updates to emit, in key order."""
@@ -231,7 +238,13 @@ class ReactiveEngine:
                 if shard in self.suspended:
                     self._dirty[root_id] = max(change.seq, self._dirty.get(root_id, 0))
                     continue
-                updates += self._rebuild(root_id, change.seq)
+                try:
+                    updates += self._rebuild(root_id, change.seq)
+                except Exception:
+                    # The change fails (to be retried); what was built for it is lost,
+                    # so the next build of those roots must emit it again.
+                    self._forget(updates)
+                    raise
             return updates
 
     def affected_roots(self, change: Change) -> set[str]:
@@ -257,6 +270,25 @@ class ReactiveEngine:
 
     # --- internals ----------------------------------------------------------------------
 
+    def _tolerant_rebuild(
+        self, root_id: str, version: int, old: dict[str, str] | None = None, emit_all: bool = False
+    ) -> list[ViewUpdate]:
+        """``_rebuild``, logging a root whose build fails instead of failing every root."""
+        try:
+            return self._rebuild(root_id, version, old, emit_all)
+        except DatastoreError:
+            raise  # the store, not this root: nothing else would build either
+        except Exception as exc:
+            log.error(
+                "building %s of root %s failed: %s: %s; its views stay as they were"
+                " delivered until a change to what it read builds it again",
+                self.view.view_name,
+                root_id,
+                type(exc).__name__,
+                exc,
+            )
+            return []
+
     def _rebuild(
         self,
         root_id: str,
@@ -265,12 +297,21 @@ class ReactiveEngine:
         emit_all: bool = False,
     ) -> list[ViewUpdate]:
         self.recomputes += 1
-        reader = TrackingReader(self.store)
-        with use_datastore(reader):  # type: ignore[arg-type]
-            root = self.view.root.find(root_id)
-            views = build_views(self.view, root) if root is not None else []
         if old is None:
             old = self._outputs.get(root_id, {})
+        reader = TrackingReader(self.store)
+        try:
+            with use_datastore(reader):  # type: ignore[arg-type]
+                root = self.view.root.find(root_id)
+                views = build_views(self.view, root) if root is not None else []
+        except Exception:
+            # Keep what was delivered, and follow what the build read up to its failure
+            # (and the root itself), so a change there builds it again.
+            self._unindex(root_id)
+            self._outputs[root_id] = dict(old)
+            reader.read_set.docs.add((self.root_collection, root_id))
+            self._index(root_id, reader.read_set)
+            raise
         last = self._versions.get(root_id)
         if last is not None and version <= last:
             # Above the last, yet never past the store: the data differs, so the store
