@@ -484,7 +484,7 @@ def test_a_change_retried_after_a_failed_build_emits_what_was_lost(store: Sqlite
     member.name = "boom"
     member.save(store)
     boom = store.changes(store.last_seq() - 1, 1)[0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot show"):
         engine.apply(boom)
     board = Board.get("b2", store)
     board.fragile = False
