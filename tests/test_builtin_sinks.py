@@ -40,3 +40,22 @@ class TestFileSinkEnvelope(SinkConformance):
         path = tmp_path / "messages.jsonl"
         sink = FileSink(FileSink.Config(path=path, envelope=True, fsync=True))
         return sink, lambda: [line["value"] for line in json_lines(path)]
+
+
+def test_a_line_cut_short_by_a_crash_is_dropped_before_appending(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "views.jsonl"
+    path.write_text('{"n": 1}\n{"n": 2}\n{"n": 3, "par', encoding="utf-8")  # killed mid-write
+    sink = FileSink(FileSink.Config(path=path, envelope=False))
+    sink.start()
+    sink._write('{"n": 4}\n')
+    sink.close()
+    assert json_lines(path) == [{"n": 1}, {"n": 2}, {"n": 4}]
+    assert "ended in an unfinished line (13 bytes" in caplog.text
+    only_partial = tmp_path / "partial.jsonl"
+    only_partial.write_text('{"n": 1', encoding="utf-8")
+    again = FileSink(FileSink.Config(path=only_partial, envelope=False))
+    again.start()
+    again.close()
+    assert only_partial.read_text() == ""

@@ -7,6 +7,7 @@ was stopped, or whose changes were still unacked when it was killed.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import threading
@@ -59,7 +60,9 @@ def wait_for(
         if process.poll() is not None:
             raise AssertionError(f"onto run exited ({process.returncode}):\n{log.read_text()}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout}s; log:\n{log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"not reached within {timeout}s: {condition!r}; log:\n{log.read_text()[-3000:]}"
+            )
         time.sleep(0.05)
 
 
@@ -69,8 +72,27 @@ def open_store(tmp_path: Path) -> SqliteDatastore:
     return store
 
 
+class Settled:
+    """Whether the sink holds exactly the views a fresh build gives; says what differs."""
+
+    def __init__(self, store: SqliteDatastore, out: Path) -> None:
+        self.store, self.out = store, out
+
+    def __call__(self) -> bool:
+        return final_views(updates(self.out)) == built_views(MeetingSession, self.store)
+
+    def __repr__(self) -> str:
+        seen, truth = final_views(updates(self.out)), built_views(MeetingSession, self.store)
+        wrong = {
+            k: {"delivered": seen.get(k), "truth": truth.get(k)}
+            for k in sorted(seen.keys() | truth.keys())
+            if seen.get(k) != truth.get(k)
+        }
+        return f"views that differ: {json.dumps(wrong)[:4000]}"
+
+
 def settled(store: SqliteDatastore, out: Path) -> Callable[[], bool]:
-    return lambda: final_views(updates(out)) == built_views(MeetingSession, store)
+    return Settled(store, out)
 
 
 def changes_while_stopped(store: SqliteDatastore, meetings: list[str]) -> dict[str, str]:

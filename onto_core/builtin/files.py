@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from onto_core.errors import SinkError
 from onto_core.protocols import Guarantee, Message
 
 __all__ = ["FileSink", "StdoutSink", "encode_line"]
+
+log = logging.getLogger("onto.file")
 
 
 def encode_line(message: Message, envelope: bool) -> str:
@@ -72,6 +75,7 @@ class FileSink:
         path = self.config.path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _drop_unfinished_line(path)
             self._file = path.open("a", encoding="utf-8")
         except OSError as exc:
             raise SinkError(f"cannot open {path} for appending: {exc}") from exc
@@ -93,3 +97,35 @@ class FileSink:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _drop_unfinished_line(path: Path) -> None:
+    """Cut a last line with no newline: a write a crash cut short, so never confirmed.
+
+    Appending after it would glue the next record onto it and lose both.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with path.open("rb+") as file:
+        file.seek(size - 1)
+        if file.read(1) == b"\n":
+            return
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            file.seek(start)
+            found = file.read(end - start).rfind(b"\n")
+            if found >= 0:
+                end = start + found + 1
+                break
+            end = start
+        file.truncate(end)
+    log.warning(
+        "%s ended in an unfinished line (%d bytes, cut short by a crash): removed it",
+        path,
+        size - end,
+    )
