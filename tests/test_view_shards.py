@@ -495,3 +495,37 @@ def test_a_change_retried_after_a_failed_build_emits_what_was_lost(store: Sqlite
         "b1": ["boom"],
         "b2": ["boom"],
     }
+
+
+def processor(store: SqliteDatastore, **settings: Any) -> Any:
+    from onto_core.builtin.view import ViewProcessor
+
+    made = ViewProcessor(
+        ViewProcessor.Config(view="examples.meeting_room.views:MeetingSession", **settings)
+    )
+    ctx = RuntimeContext(pipeline="p", component="view", log=__import__("logging").getLogger("t"))
+    ctx.datastore = store
+    asyncio.run(made.start(ctx))
+    return made
+
+
+def test_a_view_delivered_but_not_yet_recorded_at_a_crash_is_still_removed_later(
+    store: SqliteDatastore,
+) -> None:
+    from onto_core.builtin.changes import change_message
+
+    workload = MeetingWorkload(store, seed=14)
+    workload.setup(2)
+    first = processor(store, initial=False)
+    asyncio.run(first.due_messages())
+    seen = store.last_seq()
+    created = workload.create_meeting()
+    outputs = []
+    for change in store.changes(seen, 100):
+        outputs += first.process(change_message(change))
+    assert {m.value["key"].split("/")[0] for m in outputs} == {created}
+    # The sink wrote them; the process died before settled() could record them.
+    store.delete("meetings", created)
+    second = processor(store, initial=False)  # the restart
+    due = asyncio.run(second.due_messages())
+    assert {m.value["key"] for m in due if m.value["removed"]} == {m.value["key"] for m in outputs}

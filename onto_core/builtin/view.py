@@ -23,6 +23,9 @@ __all__ = ["VERSION_HEADER", "VIEW_HEADER", "ViewProcessor", "load_view", "view_
 VIEW_HEADER = "onto-view"
 VERSION_HEADER = "onto-version"
 
+# The digest of a view that may have been delivered: equal to none, so it is built again.
+_MAYBE_DELIVERED = ""
+
 
 def load_view(ref: str) -> type[ViewModel]:
     """The ViewModel class named ``"package.module:Class"``; ``ValueError`` saying why not."""
@@ -211,6 +214,7 @@ class ViewProcessor:
             updates += await asyncio.to_thread(
                 engine.acquire, gained, records, self.config.initial
             )
+        await asyncio.to_thread(self._mark_created, updates)
         self._log(f"shards {_ranges(engine.owned)} owned", len(gained), len(lost))
         return self._messages(updates)
 
@@ -235,7 +239,32 @@ class ViewProcessor:
                 f"expected a change (seq, collection, docId, op, data), got {value!r}: {exc}",
                 message_id=message.id,
             ) from None
-        return self._messages(engine.apply(change))
+        updates = engine.apply(change)
+        self._mark_created(updates)
+        return self._messages(updates)
+
+    def _mark_created(self, updates: list[ViewUpdate]) -> None:
+        """Record new view keys as maybe delivered, before any sink sees them.
+
+        A view's record is written once every sink confirmed it; a view created and then
+        removed while a crash kept its record from being written would otherwise be
+        unknown at the next start, and its removal never sent.
+        """
+        engine = self._require_engine()
+        marks = [
+            ViewRecord(u.key, u.root, engine.shard_of(u.root), u.version, _MAYBE_DELIVERED)
+            for u in updates
+            if u.created
+        ]
+        if marks:
+            try:
+                self._require_store().save_view_state(self.state, marks)
+            except DatastoreError as exc:
+                engine.forget(updates)  # emitted again when the change is retried
+                raise ProcessorError(
+                    f"could not record new views of {self.view.view_name}: {exc}",
+                    component=self._ctx.component if self._ctx is not None else None,
+                ) from exc
 
     async def settled(self, delivered: list[Message], failed: list[Message]) -> None:
         """Record what reached every sink; what did not is emitted again by the next build."""

@@ -51,6 +51,7 @@ class ViewUpdate:
 
     ``root`` is the id of the root document it was built from and ``digest`` fingerprints
     ``data`` (``None`` for a removal): what the engine records once it is delivered.
+    ``created`` says the key was not known before (no output and no record of one).
     """
 
     view: str
@@ -60,6 +61,7 @@ class ViewUpdate:
     data: dict[str, Any] | None
     root: str = ""
     digest: str | None = None
+    created: bool = False
 
     @property
     def removed(self) -> bool:
@@ -225,7 +227,11 @@ class ReactiveEngine:
     def _forget(self, updates: Iterable[ViewUpdate]) -> None:
         for update in updates:
             if self.owns(update.root):
-                self._outputs.setdefault(update.root, {})[update.key] = _UNKNOWN
+                outputs = self._outputs.setdefault(update.root, {})
+                if update.created:
+                    outputs.pop(update.key, None)  # new again: recorded again when built
+                else:
+                    outputs[update.key] = _UNKNOWN
 
     def apply(self, change: Change) -> list[ViewUpdate]:
         """Rebuild the views ``change`` affects; the updates to emit, in key order."""
@@ -326,7 +332,16 @@ class ReactiveEngine:
             if emit_all or old.get(key) != digest:
                 fields = self._fields(view)
                 updates.append(
-                    ViewUpdate(self.view.view_name, key, fields, version, data, root_id, digest)
+                    ViewUpdate(
+                        self.view.view_name,
+                        key,
+                        fields,
+                        version,
+                        data,
+                        root_id,
+                        digest,
+                        created=key not in old,
+                    )
                 )
         updates += [self._removal(root_id, key, version) for key in sorted(old.keys() - new)]
         self._unindex(root_id)
