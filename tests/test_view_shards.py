@@ -13,7 +13,7 @@ import pytest
 from meeting_fixtures import MeetingWorkload
 from pydantic import BaseModel, ConfigDict
 
-from examples.meeting_room.models import User
+from examples.meeting_room.models import Meeting, Ticket, User
 from examples.meeting_room.views import MeetingSession
 from onto_core import plugins
 from onto_core.builtin.memory import channel, drop_channels
@@ -390,8 +390,6 @@ def test_changes_out_of_order_still_leave_the_newest_data_at_the_highest_version
 
 
 def _tickets(store: SqliteDatastore, meeting_id: str) -> dict[str, Any]:
-    from examples.meeting_room.models import Meeting
-
     return dict(Meeting.get(meeting_id, store).tickets)
 
 
@@ -529,3 +527,26 @@ def test_a_view_delivered_but_not_yet_recorded_at_a_crash_is_still_removed_later
     second = processor(store, initial=False)  # the restart
     due = asyncio.run(second.due_messages())
     assert {m.value["key"] for m in due if m.value["removed"]} == {m.value["key"] for m in outputs}
+
+
+def test_a_view_delivered_but_not_recorded_at_a_crash_is_sent_again_when_data_flips_back(
+    store: SqliteDatastore,
+) -> None:
+    from onto_core.builtin.changes import change_message
+
+    workload = MeetingWorkload(store, seed=15)
+    meeting_id = workload.setup(2)[0]
+    first = processor(store, initial=False)
+    start = asyncio.run(first.due_messages())
+    asyncio.run(first.settled(start, []))  # delivered and recorded
+    ticket = Ticket.get(next(iter(Meeting.get(meeting_id, store).tickets.values())).doc_id, store)
+    seen = store.last_seq()
+    ticket.attendance = not ticket.attendance
+    ticket.save(store)
+    sent = first.process_batch([change_message(c) for c in store.changes(seen, 100)])
+    assert sent[0]  # delivered by the sink; the process dies before settled()
+    ticket.attendance = not ticket.attendance  # back to what the record describes
+    ticket.save(store)
+    due = asyncio.run(processor(store, initial=False).due_messages())
+    assert {m.value["key"] for m in due} == {m.value["key"] for m in sent[0]}
+    assert all(m.value["version"] > sent[0][0].value["version"] for m in due)

@@ -214,7 +214,7 @@ class ViewProcessor:
             updates += await asyncio.to_thread(
                 engine.acquire, gained, records, self.config.initial
             )
-        await asyncio.to_thread(self._mark_created, updates)
+        await asyncio.to_thread(self._mark_pending, updates)
         self._log(f"shards {_ranges(engine.owned)} owned", len(gained), len(lost))
         return self._messages(updates)
 
@@ -231,40 +231,60 @@ class ViewProcessor:
 
     def process(self, message: Message) -> list[Message]:
         engine = self._require_engine()
+        change = self._change(message)
+        updates = engine.apply(change)
+        self._mark_pending(updates)
+        return self._messages(updates)
+
+    def process_batch(self, messages: list[Message]) -> list[list[Message]]:
+        """``process`` for each message, with one view-state write for the whole batch."""
+        engine = self._require_engine()
+        results: list[list[ViewUpdate]] = []
+        try:
+            for message in messages:
+                results.append(engine.apply(self._change(message)))
+        except Exception:
+            # The runtime processes the batch again one by one: what was built here
+            # must then be emitted again.
+            engine.forget(u for updates in results for u in updates)
+            raise
+        self._mark_pending([u for updates in results for u in updates])
+        return [self._messages(updates) for updates in results]
+
+    def _change(self, message: Message) -> Change:
         value: Any = message.value
         try:
-            change = Change.from_dict(value)
+            return Change.from_dict(value)
         except (KeyError, TypeError, ValueError) as exc:
             raise ProcessorError(
                 f"expected a change (seq, collection, docId, op, data), got {value!r}: {exc}",
                 message_id=message.id,
             ) from None
-        updates = engine.apply(change)
-        self._mark_created(updates)
-        return self._messages(updates)
 
-    def _mark_created(self, updates: list[ViewUpdate]) -> None:
-        """Record new view keys as maybe delivered, before any sink sees them.
+    def _mark_pending(self, updates: list[ViewUpdate]) -> None:
+        """Record the views about to be emitted as maybe delivered, before any sink sees them.
 
-        A view's record is written once every sink confirmed it; a view created and then
-        removed while a crash kept its record from being written would otherwise be
-        unknown at the next start, and its removal never sent.
+        A view's real record is written once every sink confirmed it. Were a crash to come
+        in between, the record would still describe the view before this update, and a
+        restart finding the data back at that state (or the root deleted, for a view that
+        had no record) would emit nothing while the sink holds this update. A view marked
+        maybe-delivered is always emitted again by the next build.
         """
+        if not updates:
+            return
         engine = self._require_engine()
         marks = [
             ViewRecord(u.key, u.root, engine.shard_of(u.root), u.version, _MAYBE_DELIVERED)
             for u in updates
-            if u.created
         ]
-        if marks:
-            try:
-                self._require_store().save_view_state(self.state, marks)
-            except DatastoreError as exc:
-                engine.forget(updates)  # emitted again when the change is retried
-                raise ProcessorError(
-                    f"could not record new views of {self.view.view_name}: {exc}",
-                    component=self._ctx.component if self._ctx is not None else None,
-                ) from exc
+        try:
+            self._require_store().save_view_state(self.state, marks)
+        except DatastoreError as exc:
+            engine.forget(updates)  # emitted again when the change is retried
+            raise ProcessorError(
+                f"could not record the views {self.view.view_name} is about to emit: {exc}",
+                component=self._ctx.component if self._ctx is not None else None,
+            ) from exc
 
     async def settled(self, delivered: list[Message], failed: list[Message]) -> None:
         """Record what reached every sink; what did not is emitted again by the next build."""

@@ -51,7 +51,6 @@ class ViewUpdate:
 
     ``root`` is the id of the root document it was built from and ``digest`` fingerprints
     ``data`` (``None`` for a removal): what the engine records once it is delivered.
-    ``created`` says the key was not known before (no output and no record of one).
     """
 
     view: str
@@ -61,7 +60,6 @@ class ViewUpdate:
     data: dict[str, Any] | None
     root: str = ""
     digest: str | None = None
-    created: bool = False
 
     @property
     def removed(self) -> bool:
@@ -227,11 +225,7 @@ class ReactiveEngine:
     def _forget(self, updates: Iterable[ViewUpdate]) -> None:
         for update in updates:
             if self.owns(update.root):
-                outputs = self._outputs.setdefault(update.root, {})
-                if update.created:
-                    outputs.pop(update.key, None)  # new again: recorded again when built
-                else:
-                    outputs[update.key] = _UNKNOWN
+                self._outputs.setdefault(update.root, {})[update.key] = _UNKNOWN
 
     def apply(self, change: Change) -> list[ViewUpdate]:
         """Rebuild the views ``change`` affects; the updates to emit, in key order."""
@@ -332,16 +326,7 @@ class ReactiveEngine:
             if emit_all or old.get(key) != digest:
                 fields = self._fields(view)
                 updates.append(
-                    ViewUpdate(
-                        self.view.view_name,
-                        key,
-                        fields,
-                        version,
-                        data,
-                        root_id,
-                        digest,
-                        created=key not in old,
-                    )
+                    ViewUpdate(self.view.view_name, key, fields, version, data, root_id, digest)
                 )
         updates += [self._removal(root_id, key, version) for key in sorted(old.keys() - new)]
         self._unindex(root_id)
