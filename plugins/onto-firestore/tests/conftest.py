@@ -1,9 +1,9 @@
 """The Firestore emulator the tests talk to.
 
 ``FIRESTORE_EMULATOR_HOST`` (host:port) picks a running emulator; otherwise the session
-starts ``@firestore-emulator/server`` from ``plugins/onto-firestore/emulator`` (its npm
-dependencies are installed by ``.ci/run``: ``npm ci --prefix plugins/onto-firestore/emulator``)
-bound to 127.0.0.1 on a free port. Without node or those dependencies the tests fail, loudly.
+starts ``@firestore-emulator/server`` from ``plugins/onto-firestore/emulator`` bound to
+127.0.0.1 on a free port, installing its pinned npm dependencies first (``npm ci``, from
+its lock file) when they are missing. Without node and npm the tests fail, loudly.
 """
 
 from __future__ import annotations
@@ -29,6 +29,25 @@ def free_port() -> int:
         return port
 
 
+def install_emulator() -> None:
+    """``npm ci`` in the emulator folder, once, when its dependencies are not installed."""
+    if (EMULATOR_DIR / "node_modules" / "@firestore-emulator" / "server").is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm is not installed: the Firestore tests need it to install the emulator")
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=EMULATOR_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"`npm ci` of the Firestore emulator failed: {done.stderr or done.stdout}")
+
+
 class Emulator:
     """One emulator process on 127.0.0.1 that a test may stop and start again."""
 
@@ -41,8 +60,7 @@ class Emulator:
         node = shutil.which("node")
         if node is None:
             pytest.fail("node is not installed: the Firestore tests need it for the emulator")
-        if not (EMULATOR_DIR / "node_modules" / "@firestore-emulator" / "server").is_dir():
-            pytest.fail(f"emulator dependencies missing: run `npm ci --prefix {EMULATOR_DIR}`")
+        install_emulator()
         process = subprocess.Popen(
             [node, str(EMULATOR_DIR / "launch.js"), str(self.port)],
             cwd=EMULATOR_DIR,
