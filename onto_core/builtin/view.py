@@ -211,9 +211,7 @@ class ViewProcessor:
         if gained:
             store = self._require_store()
             records = await asyncio.to_thread(store.load_view_state, self.state, sorted(gained))
-            updates += await asyncio.to_thread(
-                engine.acquire, gained, records, self.config.initial
-            )
+            updates += await asyncio.to_thread(engine.acquire, gained, records, self.config.initial)
         await asyncio.to_thread(self._mark_pending, updates)
         self._log(f"shards {_ranges(engine.owned)} owned", len(gained), len(lost))
         return self._messages(updates)
