@@ -10,7 +10,8 @@ The tree::
     │   ├── ProcessorError     a processor raised while transforming a message
     │   └── SinkError          a sink could not confirm a write
     ├── DatastoreError         a datastore operation failed
-    │   └── ConflictError      an optimistic-concurrency check lost the race
+    │   ├── ConflictError      an optimistic-concurrency check lost the race
+    │   └── NotFoundError      a document that must exist does not
     ├── ActionError            a client's action was refused (unknown, bad argument, invalid)
     └── ShutdownTimeout        draining did not finish within the drain timeout
 
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DatastoreError",
+    "NotFoundError",
     "OntoError",
     "PluginError",
     "ProcessorError",
@@ -130,17 +132,31 @@ class ConflictError(DatastoreError):
     """A transaction's version check failed because another writer got there first."""
 
 
+class NotFoundError(DatastoreError):
+    """A document that must exist does not (``Model.get``, ``Ref.get``)."""
+
+
 class ActionError(OntoError):
     """A client's action was refused: unknown view or action, a bad argument, or a rule.
 
     ``field`` names the argument at fault when there is one; ``not_found`` says the view,
-    key or action does not exist (a 404 rather than a 400). Nothing was written.
+    key or action does not exist; ``refused`` says the arguments were valid but the action
+    itself refused them, a rule of the domain (``ValueError`` raised by the action).
+    Nothing was written.
     """
 
-    def __init__(self, message: str, *, field: str | None = None, not_found: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        not_found: bool = False,
+        refused: bool = False,
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.not_found = not_found
+        self.refused = refused
 
 
 class ShutdownTimeout(OntoError):

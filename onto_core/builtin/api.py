@@ -28,7 +28,13 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from onto_core.builtin.view import load_view
-from onto_core.errors import ActionError, ConflictError, DatastoreError, ProcessorError
+from onto_core.errors import (
+    ActionError,
+    ConflictError,
+    DatastoreError,
+    NotFoundError,
+    ProcessorError,
+)
 from onto_core.models.domain import use_datastore
 from onto_core.models.view import ViewModel, build_views, find_view, run_action
 from onto_core.protocols import Guarantee, Message, RuntimeContext
@@ -47,11 +53,17 @@ log = logging.getLogger("onto.api")
 
 
 class Replies:
-    """Callers waiting for answers, by request id (process-wide, thread-safe)."""
+    """Callers waiting for answers, by request id (process-wide, thread-safe).
+
+    A request is either waiting, started (``claim``: whoever answers it began), or gone.
+    A caller that stops waiting (``abandon``) before it started takes it out for good:
+    ``claim`` then refuses, so a request whose caller was told it timed out never runs.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, concurrent.futures.Future[Any]] = {}
+        self._started: set[str] = set()
 
     def expect(self, request_id: str) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -61,7 +73,24 @@ class Replies:
 
     def _take(self, request_id: str) -> concurrent.futures.Future[Any] | None:
         with self._lock:
+            self._started.discard(request_id)
             return self._waiting.pop(request_id, None)
+
+    def claim(self, request_id: str) -> bool:
+        """Start answering ``request_id``; False if its caller no longer waits for it."""
+        with self._lock:
+            if request_id not in self._waiting:
+                return False
+            self._started.add(request_id)
+            return True
+
+    def abandon(self, request_id: str) -> bool:
+        """The caller stops waiting: True if the request had not started (it never will)."""
+        with self._lock:
+            if request_id in self._started:
+                return False
+            self._waiting.pop(request_id, None)
+            return True
 
     def resolve(self, request_id: str, value: Any) -> bool:
         """Answer request ``request_id``; False if nobody waits for it any more."""
@@ -92,7 +121,14 @@ class RequestSource:
     ``submit(value)`` puts a message in the pipeline and blocks until the ``reply`` sink
     answers it, the pipeline nacks it, or ``timeout`` passes (``TimeoutError``). Subclass
     it and call ``submit`` from the transport's handlers; ``start`` must run first.
+
+    A request that times out before the pipeline started on it never runs afterwards; one
+    already started is waited for up to ``timeout`` more, and if it still has no answer
+    the ``TimeoutError`` says its outcome is unknown. At most ``max_pending`` requests
+    wait in the queue: beyond that ``submit`` answers 503 at once rather than queue more.
     """
+
+    max_pending: ClassVar[int] = 1000
 
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
         {Guarantee.AT_MOST_ONCE, Guarantee.AT_LEAST_ONCE}
@@ -110,6 +146,10 @@ class RequestSource:
         """Send ``value`` through the pipeline; the reply's value (blocking)."""
         if self._loop is None or self._queue is None:
             raise RuntimeError("the request source has not started")
+        if self._queue.qsize() >= self.max_pending:
+            return _error(
+                503, f"too many requests waiting ({self.max_pending}); try again shortly"
+            )
         message = Message(value)
         message.headers[REPLY_HEADER] = message.id
         future = replies.expect(message.id)
@@ -117,8 +157,18 @@ class RequestSource:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            if replies.abandon(message.id):
+                raise TimeoutError(
+                    f"no reply to request {message.id} within {timeout}s; it will not run"
+                ) from None
+        try:  # already being answered: its outcome is on its way
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
             replies.forget(message.id)
-            raise TimeoutError(f"no reply to request {message.id} within {timeout}s") from None
+            raise TimeoutError(
+                f"request {message.id} started but had no reply within {2 * timeout}s;"
+                " its outcome is unknown"
+            ) from None
 
     async def read_batch(self, max_messages: int) -> list[Message]:
         assert self._queue is not None
@@ -160,10 +210,13 @@ def _error(status: int, message: str, field: str | None = None) -> dict[str, Any
 class ApiProcessor:
     """Answers API requests: reads a view, lists views, or runs an action.
 
-    Every outcome is an answer, never an exception: an unknown view or key is 404, a bad
-    argument or a refused action is 400 naming the field, a lost race is 409, anything
-    unexpected is 500 (and logged). The answer keeps the request's headers, so the
-    ``reply`` sink finds who asked.
+    Every outcome is an answer, never an exception, with the status every transport
+    shares: an unknown view, key or action, or a document the action needs that does not
+    exist, is 404; a bad argument is 400 naming the field; an action refusing valid
+    arguments (a rule of the domain) is 422; a lost race is 409; an unreachable datastore
+    is 503; anything unexpected is 500 (and logged). The answer keeps the request's
+    headers, so the ``reply`` sink finds who asked. A request whose caller has stopped
+    waiting (it was told the request timed out) is dropped unanswered, never run.
     """
 
     needs_datastore: ClassVar[bool] = True
@@ -192,12 +245,18 @@ class ApiProcessor:
                 raise ActionError(str(exc), field="view", not_found=True) from None
         return self._views[ref]
 
-    def process(self, message: Message) -> Message:
+    def process(self, message: Message) -> Message | None:
+        request_id = message.headers.get(REPLY_HEADER)
+        if request_id is not None and not replies.claim(request_id):
+            return None  # its caller was told it timed out: it must not run now
         request = message.value if isinstance(message.value, dict) else {}
         try:
             answer = self.answer(request)
         except ActionError as exc:
-            answer = _error(404 if exc.not_found else 400, exc.message, exc.field)
+            status = 404 if exc.not_found else 422 if exc.refused else 400
+            answer = _error(status, exc.message, exc.field)
+        except NotFoundError as exc:
+            answer = _error(404, exc.message)
         except ConflictError as exc:
             answer = _error(409, exc.message)
         except DatastoreError as exc:

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic.alias_generators import to_camel
 from pydantic_core import core_schema
 
-from onto_core.errors import DatastoreError
+from onto_core.errors import DatastoreError, NotFoundError
 from onto_core.models.datastore import Datastore
 
 __all__ = [
@@ -97,7 +97,7 @@ class Ref(Generic[T]):
         return f"{self.model.collection}/{self.doc_id}"
 
     def get(self, store: Datastore | None = None) -> T:
-        """The referenced document; ``DatastoreError`` if it does not exist."""
+        """The referenced document; ``NotFoundError`` if it does not exist."""
         return self.model.get(self.doc_id, store=store)
 
     def __eq__(self, other: object) -> bool:
@@ -237,10 +237,10 @@ class DomainModel(BaseModel):
 
     @classmethod
     def get(cls, doc_id: str, store: Datastore | None = None) -> Self:
-        """The document ``doc_id``; ``DatastoreError`` naming it if there is none."""
+        """The document ``doc_id``; ``NotFoundError`` naming it if there is none."""
         found = cls.find(doc_id, store)
         if found is None:
-            raise DatastoreError(f"{cls.collection}/{doc_id} does not exist")
+            raise NotFoundError(f"{cls.collection}/{doc_id} does not exist")
         return found
 
     @classmethod

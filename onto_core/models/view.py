@@ -29,6 +29,7 @@ the change feed.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -180,7 +181,10 @@ def run_action(
     """
     params = cls.action_model(name)
     try:
-        validated = params.model_validate(arguments or {})
+        # Strict, as JSON: what every transport receives. "yes", 0 or "1" are not
+        # booleans, "3" is not a number; ISO dates and enum values stay accepted.
+        text = json.dumps(arguments or {}, default=str)
+        validated = params.model_validate_json(text, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "arguments"
@@ -198,7 +202,7 @@ def run_action(
         store.transaction(attempt, max_attempts=max_attempts)
     except (ActionError, DatastoreError):
         raise
-    except ValueError as exc:  # an action refusing its input
-        raise ActionError(f"{cls.view_name}.{name}: {exc}") from exc
+    except ValueError as exc:  # an action refusing its input: a rule of the domain
+        raise ActionError(f"{cls.view_name}.{name}: {exc}", refused=True) from exc
     with use_datastore(store):
         return find_view(cls, key)
