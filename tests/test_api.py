@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,3 +122,107 @@ def test_unknown_op_is_400(ask: Any) -> None:
     answer = ask({"op": "explode", "view": SESSION})
     assert answer["status"] == 400
     assert answer["body"]["field"] == "op"
+
+
+def action(key: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"op": "action", "view": SESSION, "key": key, "action": name, "arguments": arguments}
+
+
+@pytest.mark.parametrize("value", ["yes", "off", 0, 1, "1", "true", None, [True]])
+def test_arguments_are_strict_json_types_for_every_transport(ask: Any, value: Any) -> None:
+    answer = ask(action("meeting-1/joshua", "set_attendance", {"attending": value}))
+    assert answer["status"] == 400
+    assert answer["body"]["field"] == "attending"
+    assert ask({"op": "read", "view": SESSION, "key": "meeting-1/joshua"})["status"] == 200
+
+
+def test_a_rule_of_the_domain_is_422_and_a_missing_document_404(ask: Any, tmp_path: Path) -> None:
+    closed = ask(action("meeting-1/joshua", "set_in_session", {"in_session": False}))
+    assert closed["status"] == 200
+    again = ask(action("meeting-1/joshua", "set_in_session", {"in_session": False}))
+    assert again["status"] == 422
+    assert "cannot go from closed to closed" in again["body"]["error"]
+    store = SqliteDatastore(SqliteDatastore.Config(path=tmp_path / "onto.db"))
+    store.open()
+    try:  # the ticket the action needs is gone
+        store.delete("tickets", "meeting-1-joshua")
+    finally:
+        store.close()
+    gone = ask(action("meeting-1/joshua", "set_attendance", {"attending": False}))
+    assert gone["status"] == 404
+    assert "tickets/meeting-1-joshua does not exist" in gone["body"]["error"]
+
+
+class Gate:
+    """A map step that holds every message until the test opens it."""
+
+    opened = threading.Event()
+    seen = threading.Event()
+
+
+def hold(value: Any) -> Any:
+    Gate.seen.set()
+    Gate.opened.wait(30)
+    return value
+
+
+@pytest.fixture
+def gated(tmp_path: Path) -> Iterator[tuple[Any, SqliteDatastore]]:
+    """An api pipeline whose requests wait at a gate before the api processor."""
+    name = plugins.register_plugin(TestPlugin(), name="api-gate-tests")
+    store = SqliteDatastore(SqliteDatastore.Config(path=tmp_path / "onto.db"))
+    store.open()
+    seed(store)
+    Gate.opened.clear()
+    Gate.seen.clear()
+    config = parse_config("""
+pipelines:
+  api:
+    source: {type: caller}
+    processors: [{type: map, function: "tests.test_api:hold"}, {type: api}]
+    sinks: [{type: reply}]
+""")
+    sources.clear()
+    try:
+        with running(config, datastore=store):
+            yield sources[0], store
+            Gate.opened.set()
+    finally:
+        store.close()
+        plugins.unregister_plugin(name)
+
+
+def test_a_request_answered_as_timed_out_never_runs_afterwards(
+    gated: tuple[Any, SqliteDatastore],
+) -> None:
+    source, store = gated
+    before = store.get("tickets", "meeting-1-joshua")
+    assert before is not None
+    assert before["attendance"] is True
+    with pytest.raises(TimeoutError, match="it will not run"):
+        source.submit(action("meeting-1/joshua", "set_attendance", {"attending": False}), 0.2)
+    Gate.opened.set()  # the pipeline moves on; the abandoned action must not run
+    after = source.submit({"op": "read", "view": SESSION, "key": "meeting-1/joshua"}, 10)
+    assert after["status"] == 200
+    assert store.get("tickets", "meeting-1-joshua") == before
+
+
+def test_requests_beyond_max_pending_are_refused_at_once(
+    gated: tuple[Any, SqliteDatastore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, _ = gated
+    monkeypatch.setattr(type(source), "max_pending", 3)
+    read = {"op": "read", "view": SESSION, "key": "meeting-1/joshua"}
+    waiting = [threading.Thread(target=source.submit, args=(read, 30)) for _ in range(5)]
+    for thread in waiting:
+        thread.start()
+    assert Gate.seen.wait(10)  # the first is held at the gate; the others queue behind
+    deadline = time.monotonic() + 10
+    while source._pending < 3 and time.monotonic() < deadline:
+        Gate.seen.wait(0.01)  # the callers start in their own threads
+    busy = source.submit(read, 5)
+    assert busy["status"] == 503
+    assert "too many requests waiting (3)" in busy["body"]["error"]
+    Gate.opened.set()
+    for thread in waiting:
+        thread.join(30)

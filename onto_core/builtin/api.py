@@ -125,7 +125,8 @@ class RequestSource:
     A request that times out before the pipeline started on it never runs afterwards; one
     already started is waited for up to ``timeout`` more, and if it still has no answer
     the ``TimeoutError`` says its outcome is unknown. At most ``max_pending`` requests
-    wait in the queue: beyond that ``submit`` answers 503 at once rather than queue more.
+    wait for an answer at once: beyond that ``submit`` answers 503 at once rather than
+    queue more.
     """
 
     max_pending: ClassVar[int] = 1000
@@ -137,6 +138,8 @@ class RequestSource:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Message | None] | None = None
+        self._pending = 0
+        self._pending_lock = threading.Lock()
 
     async def start(self, ctx: RuntimeContext) -> None:
         self._loop = asyncio.get_running_loop()
@@ -146,10 +149,21 @@ class RequestSource:
         """Send ``value`` through the pipeline; the reply's value (blocking)."""
         if self._loop is None or self._queue is None:
             raise RuntimeError("the request source has not started")
-        if self._queue.qsize() >= self.max_pending:
-            return _error(
-                503, f"too many requests waiting ({self.max_pending}); try again shortly"
-            )
+        with self._pending_lock:
+            if self._pending >= self.max_pending:
+                return _error(
+                    503, f"too many requests waiting ({self.max_pending}); try again shortly"
+                )
+            self._pending += 1
+        try:
+            return self._submit(value, timeout)
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
+
+    def _submit(self, value: dict[str, Any], timeout: float) -> Any:
+        assert self._loop is not None
+        assert self._queue is not None
         message = Message(value)
         message.headers[REPLY_HEADER] = message.id
         future = replies.expect(message.id)
