@@ -47,6 +47,19 @@ KINDS: tuple[ComponentKind, ...] = ("source", "processor", "sink", "datastore", 
 
 log = logging.getLogger("onto.plugins")
 
+# Components of the project's own plugins, so an unknown type can say what to install.
+_PROVIDED_BY: dict[tuple[str, str], str] = {
+    **{("source", n): "onto-rest" for n in ("rest",)},
+    **{("source", n): "onto-jsonrpc" for n in ("jsonrpc",)},
+    **{(k, "websocket"): "onto-websocket" for k in ("source", "sink")},
+    **{(k, "kafka"): "onto-kafka" for k in ("source", "sink", "coordinator")},
+    ("processor", "kafka_decode"): "onto-kafka",
+    ("datastore", "firestore"): "onto-firestore",
+    ("sink", "firestore"): "onto-firestore",
+    ("source", "firestore_listen"): "onto-firestore",
+    ("source", "firestore_tasks"): "onto-firestore",
+}
+
 
 @dataclass(frozen=True)
 class ComponentInfo:
@@ -322,7 +335,13 @@ def get_component(kind: ComponentKind, name: str) -> ComponentInfo:
     known = [c.name for c in list_components(kind)]
     hint = closest_name(name, known)
     message = f"unknown {kind} type {name!r}; known: {', '.join(known) or 'none'}"
-    if hint:
+    distribution = _PROVIDED_BY.get((kind, name))
+    if distribution is not None and _version(distribution) is None:
+        message += (
+            f"; {kind} {name!r} comes with the {distribution} plugin: `pip install"
+            f" {distribution}` (in a checkout of onto: `uv run --all-packages onto ...`)"
+        )
+    elif hint:
         message += f" (did you mean {hint!r}?)"
     elif _hub.skipped:
         message += (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,24 @@ def test_quickstart_prices_every_order(tmp_path: Path) -> None:
     assert [p["order"] for p in printed] == list(range(20))
     assert printed[1] == {"order": 1, "drink": "latte", "quantity": 2, "total": 7.6}
     assert len((tmp_path / "orders.jsonl").read_text().splitlines()) == 20
+
+
+def test_the_web_demo_on_a_taken_port_says_how_to_choose_another(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "examples.meeting_room.serve"],
+            cwd=ROOT,
+            env={**os.environ, "ONTO_PORT": str(port), "ONTO_DB": str(tmp_path / "demo.db")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "set ONTO_PORT" in done.stderr
+    assert len(done.stderr.splitlines()) <= 6

@@ -534,3 +534,24 @@ def test_plugin_registered_from_code_that_fails_is_refused(
     assert plugins.failed_plugins() == {}
     with pytest.raises(PluginError, match="unknown sink type 'half'"):
         plugins.get_component("sink", "half")
+
+
+def test_a_type_of_an_onto_plugin_not_installed_says_what_to_install(
+    onto_plugins_reset: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_version = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name == "onto-rest":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setenv("ONTO_LOAD_PLUGINS", "")
+    plugins.reset()
+    with pytest.raises(PluginError) as caught:
+        plugins.get_component("source", "rest")
+    assert caught.value.message.endswith(
+        "; source 'rest' comes with the onto-rest plugin: `pip install onto-rest`"
+        " (in a checkout of onto: `uv run --all-packages onto ...`)"
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 
 from examples.meeting_room.seed import open_store, seed
@@ -47,7 +48,14 @@ def main() -> None:
     register_plugin(ParticipantLinks(sorted(ref.doc_id for ref in meeting.users)))
     # The runtime reads and writes this same store, so each action from a page wakes the
     # change feed at once; it closes the store when it stops.
-    asyncio.run(Runtime(config, datastore=store).run(handle_signals=True))
+    try:
+        asyncio.run(Runtime(config, datastore=store).run(handle_signals=True))
+    except OSError as exc:  # the port is taken, or the address cannot be used
+        print(
+            f"error: {exc}\nset ONTO_PORT (and ONTO_HOST) to listen elsewhere, e.g. ONTO_PORT=8001",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
