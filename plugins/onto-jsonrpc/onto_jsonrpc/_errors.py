@@ -55,6 +55,7 @@ _BY_STATUS: dict[int, ErrorCode] = {
     403: ErrorCode.FORBIDDEN,
     404: ErrorCode.NOT_FOUND,
     409: ErrorCode.CONFLICT,
+    422: ErrorCode.INVALID_PARAMS,  # valid arguments an action's rule refused
     500: ErrorCode.INTERNAL_ERROR,
     503: ErrorCode.UNAVAILABLE,
     504: ErrorCode.TIMEOUT,
@@ -70,7 +71,7 @@ def rpc_error(status: int, message: str, field: str | None = None) -> JSONRPCErr
     code = _BY_STATUS.get(status, ErrorCode.SERVER_ERROR)
     data = {"field": field} if field is not None else None
     if code is ErrorCode.INVALID_PARAMS:
-        return InvalidParamsError(message=message, data=data, status_code=400)
+        return InvalidParamsError(message=message, data=data, status_code=status)
     if code is ErrorCode.INTERNAL_ERROR:
         return InternalError(message=message, data=data, status_code=500)
     if code is ErrorCode.SERVER_ERROR:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from flask_jsonrpc import JSONRPC
 from pydantic import Field, field_validator
 
@@ -46,6 +46,11 @@ class JsonRpcSource(RequestSource):
         )
         timeout: float = Field(
             30.0, gt=0, description="Seconds a call waits for the pipeline's answer."
+        )
+        max_batch: int = Field(
+            100,
+            ge=1,
+            description="Most calls one batch may hold; a larger batch is one -32600 error.",
         )
 
         @field_validator("views")
@@ -102,7 +107,9 @@ class JsonRpcSource(RequestSource):
             enable_web_browsable_api=self.config.browse,
         )
         site = jsonrpc.get_jsonrpc_site()
+        assert isinstance(site, ViewMethodSite)
         site.name = "onto"
+        site.max_batch = self.config.max_batch
         # rpc.describe shows the site's docstring as the service's description.
         site.__doc__ = "View models served by onto: " + ", ".join(
             dict.fromkeys(m.view.view_name for m in self.methods.values())
@@ -128,20 +135,40 @@ class JsonRpcSource(RequestSource):
 
     def _invoker(self, method: ViewMethod) -> Callable[[Any], Any]:
         def invoke(params: Any) -> Any:
-            return self.call(method, params, request.headers.get("Authorization"))
+            return self.call(method, params, self._request_principal)
 
         return invoke
 
-    def call(self, method: ViewMethod, params: Any, authorization: str | None = None) -> Any:
+    def _request_principal(self) -> str | None:
+        """The principal of the HTTP request being answered, its token checked once.
+
+        Every call of a batch carries the same token, so a refused token costs one check
+        per request, not one per call, and the same -32001 answers each call.
+        """
+        verdicts: dict[int, str | AuthError | None] = g.setdefault("onto_jsonrpc_auth", {})
+        if id(self) not in verdicts:
+            try:
+                verdicts[id(self)] = self.auth.principal(
+                    bearer_token(request.headers.get("Authorization"))
+                )
+            except AuthError as exc:
+                verdicts[id(self)] = exc
+        verdict = verdicts[id(self)]
+        if isinstance(verdict, AuthError):
+            raise verdict
+        return verdict
+
+    def call(self, method: ViewMethod, params: Any, principal_of: Callable[[], str | None]) -> Any:
         """Run one call of ``method`` with ``params`` (array or object); its result.
 
-        Checks, in this order: the bearer token in ``authorization`` (-32001), the
-        parameters (-32602), whether the caller may touch the view (-32003); then sends the
-        API request through the pipeline and waits up to ``timeout`` for its answer.
-        Raises flask-jsonrpc's ``JSONRPCError`` with a code from ``ErrorCode`` on failure.
+        Checks, in this order: the caller's token, through ``principal_of`` (which raises
+        ``AuthError``; -32001), the parameters (-32602), whether the caller may touch the
+        view (-32003); then sends the API request through the pipeline and waits up to
+        ``timeout`` for its answer. Raises flask-jsonrpc's ``JSONRPCError`` with a code
+        from ``ErrorCode`` on failure.
         """
         try:
-            principal = self.auth.principal(bearer_token(authorization))
+            principal = principal_of()
         except AuthError as exc:
             raise rpc_error(exc.status, exc.message) from None
         arguments = method.arguments(params)
