@@ -16,6 +16,14 @@ The protocol (docs/websocket.md is its reference):
 - ``action {"view", "key", "action", "arguments"}`` → ack with the API answer
   ``{"status", "body"}``.
 
+Every event sent with an ack callback gets exactly one ack, whatever it carries: an
+unknown event, extra arguments, text that is not valid Unicode, a full queue or a
+failure are error acks in the event's shape (``{"ok": false, ...}``, or ``{"status",
+"body"}`` for ``action``). Events run on a bounded ``EventPool``: at most
+``EVENTS_PER_CONNECTION`` waiting or running per connection (more are refused 429),
+``EVENT_WORKERS`` threads in all, in order per connection; an event that waited longer
+than its timeout is answered 504 and never runs.
+
 Each view key has a room named ``"{view}:{key}"``; a sink emits each update to it.
 """
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,22 +39,44 @@ from typing import TYPE_CHECKING, Any
 from flask import request, send_from_directory
 from flask.typing import ResponseReturnValue
 from flask_socketio import ConnectionRefusedError, SocketIO  # type: ignore[import-untyped]
+from socketio import packet  # type: ignore[import-untyped]
 
 from onto_core.errors import ActionError, ComponentError
 from onto_core.models.view import ViewModel
 from onto_web import Authenticator, AuthError, WebServer, bearer_token
 from onto_web.auth import Operation
+from onto_websocket.events import EventPool
 
 if TYPE_CHECKING:
     from onto_websocket.sink import WebSocketSink
     from onto_websocket.source import WebSocketSource
 
-__all__ = ["CLIENT_SCRIPT", "ClientError", "SocketHub", "hub_for", "key_error", "room_name"]
+__all__ = [
+    "CLIENT_SCRIPT",
+    "EVENTS_PER_CONNECTION",
+    "EVENT_WAIT",
+    "EVENT_WORKERS",
+    "ClientError",
+    "SocketHub",
+    "hub_for",
+    "key_error",
+    "room_name",
+]
 
 log = logging.getLogger("onto.websocket")
 
 CLIENT_SCRIPT = Path(__file__).parent / "static" / "onto-socket.js"
 """The browser client shipped with the plugin, served at ``/onto/socket.js``."""
+
+EVENT_WORKERS = 8
+"""Threads running client events, shared by every connection of one server."""
+
+EVENTS_PER_CONNECTION = 16
+"""Events one connection may have waiting or running; more are refused with 429."""
+
+EVENT_WAIT = 10.0
+"""Seconds a subscribe or unsubscribe may wait for a thread before it is refused (504)
+instead of run; an action may wait its source's ``timeout``, which its answer counts."""
 
 
 def room_name(view: str, key: str) -> str:
@@ -83,6 +114,14 @@ class _Actionable:
     open: bool = True
 
 
+@dataclass(frozen=True)
+class _Event:
+    """One event the hub serves: its handler, and its error ack."""
+
+    handle: Callable[[str, Any, float], dict[str, Any]]  # (sid, payload, seconds waited)
+    refuse: Callable[[str, ClientError], dict[str, Any]]
+
+
 @dataclass
 class _Client:
     token: str | None
@@ -106,12 +145,18 @@ class SocketHub:
         self._clients: dict[str, _Client] = {}
         self._components: dict[str, Authenticator] = {}
         self._page: str | None = None
+        self._events: dict[str, _Event] = {
+            "action": _Event(self._on_action, _action_refusal),
+            "subscribe": _Event(self._on_subscribe, self._refuse),
+            "unsubscribe": _Event(self._on_unsubscribe, _refusal),
+        }
+        self.pool = EventPool(EVENT_WORKERS, EVENTS_PER_CONNECTION)
         on = self.socketio.on_event
         on("connect", self._on_connect)
         on("disconnect", self._on_disconnect)
-        on("subscribe", self._on_subscribe)
-        on("unsubscribe", self._on_unsubscribe)
-        on("action", self._on_action)
+        # Every event goes through _dispatch instead of python-socketio's thread per
+        # event: bounded work, and exactly one ack whatever the event carries.
+        self.socketio.server._handle_event = self._dispatch
         server.app.add_url_rule("/onto/socket.js", "onto_websocket_client", _client_script)
 
     # --- registration (component start / close) ---------------------------------------
@@ -200,12 +245,92 @@ class SocketHub:
             for client in list(eio.sockets.values()):
                 client.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
             self.socketio.server.shutdown()
+            self.pool.close()
 
     def emit(self, event: str, value: Any, room: str) -> None:
         """Send ``event`` with ``value`` to everyone in ``room`` (fire and forget)."""
         self.socketio.emit(event, value, to=room)
 
-    # --- handlers (run in the server's threads, one per event) ------------------------
+    # --- dispatch (in each connection's receiving thread) -----------------------------
+
+    def _dispatch(self, eio_sid: str, namespace: str | None, ack: int | None, data: Any) -> None:
+        """Queue one client event on the pool; refuse it at once when that cannot be.
+
+        Takes the place of python-socketio's ``Server._handle_event`` (same arguments).
+        """
+        sio = self.socketio.server
+        namespace = namespace or "/"
+        sid: str | None = sio.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not sio.manager.is_connected(sid, namespace):
+            return
+        name, args = (data[0], data[1:]) if isinstance(data, list) and data else (None, [])
+        known = self._events.get(name) if namespace == "/" and isinstance(name, str) else None
+        refuse = known.refuse if known is not None else _refusal
+
+        def answer(reply: Any) -> None:
+            if ack is not None:
+                sio._send_packet(
+                    eio_sid,
+                    sio.packet_class(packet.ACK, namespace=namespace, id=ack, data=[reply]),
+                )
+
+        def run(waited: float) -> None:
+            try:
+                if known is None:
+                    reply = self._other_event(sid, namespace, name, args)
+                    if reply is sio.not_handled:
+                        raise ClientError(404, _unknown_event(name, sorted(self._events)))
+                    # A handler registered on the SocketIO object answers like
+                    # python-socketio would: a tuple is several ack arguments.
+                    if ack is not None:
+                        sio._send_packet(
+                            eio_sid,
+                            sio.packet_class(
+                                packet.ACK, namespace=namespace, id=ack, data=_ack_data(reply)
+                            ),
+                        )
+                    return
+                if len(args) > 1:
+                    raise ClientError(
+                        400,
+                        f"{name} takes one argument, its payload object; got {len(args)}",
+                    )
+                payload = args[0] if args else None
+                bad = _invalid_text(payload)
+                if bad is not None:
+                    raise ClientError(
+                        400,
+                        f"{repr(bad) if bad else 'the payload'} is not valid Unicode text "
+                        "(it holds a lone surrogate, which has no UTF-8 encoding)",
+                        bad or None,
+                    )
+                reply = known.handle(sid, payload, waited)
+            except ClientError as exc:
+                reply = refuse(sid, exc)
+            except Exception:
+                log.exception("event %r from %s failed", name, sid)
+                reply = refuse(sid, ClientError(500, "internal error; the server logged it"))
+            answer(reply)
+
+        if not self.pool.submit(sid, run):
+            answer(
+                refuse(
+                    sid,
+                    ClientError(
+                        429,
+                        f"too many events from this connection ({EVENTS_PER_CONNECTION} "
+                        "waiting or running); wait for acks before sending more",
+                    ),
+                )
+            )
+
+    def _other_event(self, sid: str, namespace: str, name: Any, args: list[Any]) -> Any:
+        """Run a handler registered on the SocketIO object itself, if there is one."""
+        if not isinstance(name, str):
+            return self.socketio.server.not_handled
+        return self.socketio.server._trigger_event(name, namespace, sid, *args)
+
+    # --- handlers (run on the event pool, one event of a connection at a time) --------
 
     def _on_connect(self, auth: Any = None) -> None:
         sid: str = request.sid  # type: ignore[attr-defined]
@@ -234,8 +359,10 @@ class SocketHub:
 
     def _on_disconnect(self, reason: Any = None) -> None:
         # python-socketio removes the client from every room itself; only our record goes.
+        sid: str = request.sid  # type: ignore[attr-defined]
+        self.pool.forget(sid)
         with self._lock:
-            self._clients.pop(request.sid, None)  # type: ignore[attr-defined]
+            self._clients.pop(sid, None)
 
     def _principal(self, sid: str, label: str, auth: Authenticator) -> str | None:
         with self._lock:
@@ -253,22 +380,16 @@ class SocketHub:
             client.principals[label] = principal
         return principal
 
-    def _on_subscribe(self, data: Any = None) -> dict[str, Any]:
-        sid: str = request.sid  # type: ignore[attr-defined]
-        try:
-            name, key = _target(data, "subscribe")
-            with self._lock:
-                served = self._subscribable.get(name)
-                known = sorted(self._subscribable)
-            if served is None:
-                raise ClientError(404, _unknown_view(name, known, "subscribe to"), "view")
-            self._authorize(sid, served, key, "subscribe")
-            served.sink.join(sid, served.view, key)
-        except ClientError as exc:
-            return self._refuse(sid, exc)
-        except Exception as exc:
-            log.exception("subscribing %s to %r failed", sid, data)
-            return self._refuse(sid, ClientError(500, f"internal error: {exc}"))
+    def _on_subscribe(self, sid: str, data: Any, waited: float) -> dict[str, Any]:
+        _in_time("subscribe", waited, EVENT_WAIT)
+        name, key = _target(data, "subscribe")
+        with self._lock:
+            served = self._subscribable.get(name)
+            known = sorted(self._subscribable)
+        if served is None:
+            raise ClientError(404, _unknown_view(name, known, "subscribe to"), "view")
+        self._authorize(sid, served, key, "subscribe")
+        served.sink.join(sid, served.view, key)
         return {"ok": True}
 
     def _authorize(self, sid: str, endpoint: Any, key: str, operation: Operation) -> None:
@@ -283,37 +404,35 @@ class SocketHub:
 
     def _refuse(self, sid: str, exc: ClientError) -> dict[str, Any]:
         """Tell ``sid`` why its subscription failed: an ``error`` event, then the ack."""
-        refusal = {"ok": False, "status": exc.status, "error": exc.message, "field": exc.field}
+        refusal = _refusal(sid, exc)
         self.socketio.emit("error", refusal, to=sid)
         return refusal
 
-    def _on_unsubscribe(self, data: Any = None) -> dict[str, Any]:
-        try:
-            name, key = _target(data, "unsubscribe")
-        except ClientError as exc:
-            return {"ok": False, "status": exc.status, "error": exc.message, "field": exc.field}
-        self.socketio.server.leave_room(request.sid, room_name(name, key))  # type: ignore[attr-defined]
+    def _on_unsubscribe(self, sid: str, data: Any, waited: float) -> dict[str, Any]:
+        _in_time("unsubscribe", waited, EVENT_WAIT)
+        name, key = _target(data, "unsubscribe")
+        self.socketio.server.leave_room(sid, room_name(name, key))
         return {"ok": True}
 
-    def _on_action(self, data: Any = None) -> dict[str, Any]:
-        sid: str = request.sid  # type: ignore[attr-defined]
-        try:
-            name, key = _target(data, "action")
-            action = data.get("action")
-            if not isinstance(action, str) or not action:
-                raise ClientError(400, "action needs 'action': the action's name", "action")
-            arguments = data.get("arguments")
-            arguments = {} if arguments is None else arguments
-            if not isinstance(arguments, dict):
-                raise ClientError(400, "'arguments' must be an object", "arguments")
-            with self._lock:
-                accepted = self._actionable.get(name)
-                known = sorted(self._actionable)
-            if accepted is None:
-                raise ClientError(404, _unknown_view(name, known, "run actions on"), "view")
-            self._authorize(sid, accepted, key, "action")
-        except ClientError as exc:
-            return {"status": exc.status, "body": {"error": exc.message, "field": exc.field}}
+    def _on_action(self, sid: str, data: Any, waited: float) -> dict[str, Any]:
+        name, key = _target(data, "action")
+        action = data.get("action")
+        if not isinstance(action, str) or not action:
+            raise ClientError(400, "action needs 'action': the action's name", "action")
+        arguments = data.get("arguments")
+        arguments = {} if arguments is None else arguments
+        if not isinstance(arguments, dict):
+            raise ClientError(400, "'arguments' must be an object", "arguments")
+        with self._lock:
+            accepted = self._actionable.get(name)
+            known = sorted(self._actionable)
+        if accepted is None:
+            raise ClientError(404, _unknown_view(name, known, "run actions on"), "view")
+        # The wait for a thread counts against the action's timeout: one that could no
+        # longer be answered in time is refused here, before anything runs.
+        _in_time("action", waited, accepted.timeout)
+        left = accepted.timeout - waited
+        self._authorize(sid, accepted, key, "action")
         request_ = {
             "op": "action",
             "view": accepted.ref,
@@ -322,16 +441,61 @@ class SocketHub:
             "arguments": arguments,
         }
         try:
-            answer: dict[str, Any] = accepted.source.submit(request_, accepted.timeout)
+            answer: dict[str, Any] = accepted.source.submit(request_, left)
         except TimeoutError:
-            return {
-                "status": 504,
-                "body": {"error": f"no answer within {accepted.timeout}s", "field": None},
-            }
-        except Exception as exc:
-            log.exception("action %s on %s %r failed", action, name, key)
-            return {"status": 500, "body": {"error": f"the action failed: {exc}", "field": None}}
+            raise ClientError(504, f"no answer within {accepted.timeout}s") from None
         return answer
+
+
+def _refusal(sid: str, exc: ClientError) -> dict[str, Any]:
+    """The error ack of ``subscribe``, ``unsubscribe`` and events the hub does not know."""
+    return {"ok": False, "status": exc.status, "error": exc.message, "field": exc.field}
+
+
+def _action_refusal(sid: str, exc: ClientError) -> dict[str, Any]:
+    """The error ack of ``action``: an API error answer."""
+    return {"status": exc.status, "body": {"error": exc.message, "field": exc.field}}
+
+
+def _in_time(event: str, waited: float, limit: float) -> None:
+    """Refuse (504) an event that waited ``limit`` seconds or more: it is not run."""
+    if waited >= limit:
+        raise ClientError(
+            504, f"{event} waited {waited:.1f}s for the server (limit {limit}s) and was not run"
+        )
+
+
+def _ack_data(reply: Any) -> list[Any]:
+    if reply is None:
+        return []
+    return list(reply) if isinstance(reply, tuple) else [reply]
+
+
+def _unknown_event(name: Any, known: list[str]) -> str:
+    shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+    return f"no event {shown} here; events: {', '.join(known)}"
+
+
+def _invalid_text(payload: Any) -> str | None:
+    """The path (``key``, ``arguments.name``; ``""`` for the payload itself) of the first
+    string in ``payload`` that has no UTF-8 encoding, or ``None`` when all are valid."""
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                inner = name if not path else f"{path}.{name}"
+                if _invalid_text(name) is not None:
+                    return path or ""
+                stack.append((inner, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
 
 
 def _client_script() -> ResponseReturnValue:

@@ -1,9 +1,16 @@
-"""A seeded meeting-room store, websocket pipelines on free ports, and real Socket.IO clients."""
+"""A seeded meeting-room store, websocket pipelines on free ports, and real Socket.IO clients.
+
+``node_client`` runs the official ``socket.io-client`` (pinned in ``tests/node``) under
+node; its npm dependencies are installed from the lock file (``npm ci``) when missing,
+so the tests need no separate set-up step. Without node and npm those tests fail, loudly.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +23,7 @@ from onto_core.testing import running
 from onto_websocket.testing import ViewClient, free_port
 
 SESSION = "examples.meeting_room.views:MeetingSession"
+NODE_DIR = Path(__file__).resolve().parent / "node"
 
 Serve = Callable[..., contextlib.AbstractContextManager[str]]
 
@@ -96,3 +104,27 @@ def serve(store: SqliteDatastore, clients: list[ViewClient]) -> Serve:
                     one.close()
 
     return serving
+
+
+@pytest.fixture(scope="session")
+def node_client() -> Callable[[str], list[str]]:
+    """The command running ``tests/node/<script>`` with socket.io-client installed."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail("node and npm must be installed: these tests run the official socket.io-client")
+    if not (NODE_DIR / "node_modules" / "socket.io-client").is_dir():
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"`npm ci` of socket.io-client failed: {done.stderr or done.stdout}")
+
+    def command(script: str) -> list[str]:
+        return [node, str(NODE_DIR / script)]
+
+    return command
