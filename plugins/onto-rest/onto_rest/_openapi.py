@@ -160,6 +160,8 @@ _ERRORS: dict[str, tuple[str, str]] = {
     "404": ("NotFound", "No such view, key or action."),
     "409": ("Conflict", "A concurrent change won; retry the request."),
     "413": ("PayloadTooLarge", "The request body is larger than the endpoint accepts."),
+    "415": ("UnsupportedMediaType", "The body was not sent as Content-Type: application/json."),
+    "422": ("Unprocessable", "The action's rules refused the change (the message says why)."),
     "503": ("Unavailable", "The datastore is unavailable."),
     "504": ("Timeout", "The pipeline did not answer within the endpoint's timeout."),
 }
@@ -318,7 +320,9 @@ class _Document:
                 summary=f"Update a {view.view_name} (its update action)",
                 description=inspect.getdoc(view.actions["update"]) or "",
                 requestBody=self._action_body(view, "update"),
-                responses=self._responses(endpoint, nullable_one, "400", "404", "409", "413"),
+                responses=self._responses(
+                    endpoint, nullable_one, "400", "404", "409", "413", "415", "422"
+                ),
             )
         self.paths[endpoint.item_template(view)] = item
         for name in sorted(view.actions):
@@ -331,7 +335,9 @@ class _Document:
                     summary=f"Run {view.view_name} action {name}",
                     description=inspect.getdoc(view.actions[name]) or "",
                     requestBody=self._action_body(view, name),
-                    responses=self._responses(endpoint, nullable_one, "400", "404", "409", "413"),
+                    responses=self._responses(
+                        endpoint, nullable_one, "400", "404", "409", "413", "415", "422"
+                    ),
                 ),
             }
 

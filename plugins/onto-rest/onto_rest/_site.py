@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from onto_rest._endpoint import RestEndpoint
 from onto_rest._openapi import openapi_document
-from onto_web import WebServer
+from onto_web import WebServer, json_error
 
 __all__ = ["OPENAPI_PATH", "SWAGGER_PATH", "RestSite", "error_response", "rest_site"]
 
@@ -41,14 +41,8 @@ _SWAGGER_FILES = frozenset(
 )
 
 
-def error_response(
-    status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
-) -> Response:
-    """A JSON error reply: ``{"error": message, "field": field}`` with ``status``."""
-    response = jsonify({"error": message, "field": field})
-    response.status_code = status
-    response.headers.update(headers or {})
-    return response
+# The web server's JSON error shape, shared by every transport on it.
+error_response = json_error
 
 
 class RestSite:

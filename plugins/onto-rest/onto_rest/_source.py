@@ -25,6 +25,8 @@ __all__ = ["RestSource"]
 log = logging.getLogger("onto.rest")
 
 _Operation = Literal["read", "list", "action"]
+_EVERY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+_JSON_TYPES = ("application/json",)
 
 
 class _Refusal(Exception):
@@ -142,19 +144,23 @@ class RestSource(RequestSource):
         rest_site(server).add(endpoint)
         for name, (_, view) in self.views.items():
             base = endpoint.base(view)
+            # Every method reaches the handlers, which know what each path accepts: a
+            # method it does not is 405 with that path's own Allow, OPTIONS lists exactly it.
             app.add_url_rule(
                 base,
                 f"onto_rest:{base}:list",
                 self._guarded(self._list),
-                methods=["GET"],
+                methods=_EVERY_METHOD,
                 defaults={"view_name": name},
+                provide_automatic_options=False,
             )
             app.add_url_rule(
                 f"{base}/<path:rest>",
                 f"onto_rest:{base}:item",
                 self._guarded(self._item),
-                methods=["GET", "PATCH", "POST"],
+                methods=_EVERY_METHOD,
                 defaults={"view_name": name},
+                provide_automatic_options=False,
             )
 
     # --- handlers ----------------------------------------------------------------------
@@ -166,6 +172,8 @@ class RestSource(RequestSource):
         def guarded(**kwargs: Any) -> Response:
             try:
                 return handler(**kwargs)
+            except _Answer as answer:
+                return answer.response
             except _Refusal as refusal:
                 return error_response(
                     refusal.status, refusal.message, refusal.field, refusal.headers
@@ -184,6 +192,7 @@ class RestSource(RequestSource):
 
     def _list(self, view_name: str) -> Response:
         ref, view = self.views[view_name]
+        _methods(view_name, "GET, HEAD, OPTIONS")
         self._authorize(view, None, "list")
         filters: dict[str, str] = {}
         limit: int | None = None
@@ -216,19 +225,16 @@ class RestSource(RequestSource):
         if action not in view.actions:
             known = ", ".join(sorted(view.actions)) or "none"
             raise _Refusal(404, f"{view_name} has no action {action!r}; actions: {known}", "action")
-        if method != "POST":
-            raise _Refusal(
-                405,
-                f"{method} is not allowed on an action; run {action} with POST",
-                headers={"Allow": "POST"},
-            )
+        _methods(f"{view_name}.{action}", "OPTIONS, POST")
         self._authorize(view, key, "action")
         return self._ask(
             {"op": "action", "view": ref, "key": key, "action": action, "arguments": self._body()}
         )
 
     def _on_key(self, ref: str, view: type[ViewModel], key: str, method: str) -> Response:
-        allowed = "GET, HEAD, PATCH" if "update" in view.actions else "GET, HEAD"
+        allowed = "GET, HEAD, OPTIONS, PATCH" if "update" in view.actions else "GET, HEAD, OPTIONS"
+        if method == "OPTIONS":
+            return _options(allowed)
         if method == "GET":
             self._authorize(view, key, "read")
             return self._ask({"op": "read", "view": ref, "key": key})
@@ -249,8 +255,10 @@ class RestSource(RequestSource):
                 f"{view.view_name} has no update action, so it cannot be PATCHed; "
                 f"run one of its actions with POST instead (actions: {known})"
             )
-        else:
+        elif method == "POST":
             message = f"{method} on a {view.view_name} needs an action: POST .../{key}/<action>"
+        else:
+            message = f"{method} is not allowed on a {view.view_name}; it accepts {allowed}"
         raise _Refusal(405, message, headers={"Allow": allowed})
 
     # --- the pieces ---------------------------------------------------------------------
@@ -261,7 +269,23 @@ class RestSource(RequestSource):
         self.authenticator.check(principal, view, key, operation)
 
     def _body(self) -> dict[str, Any]:
-        """The request body as a JSON object; an empty body is ``{}``."""
+        """The request body as a JSON object; an empty body is ``{}``.
+
+        Only a JSON ``Content-Type`` is read (415 otherwise): a cross-site form or
+        ``text/plain`` request cannot pass for a JSON one. A request without a body may
+        leave the header out.
+        """
+        content_type = request.mimetype
+        has_body = request.content_length or request.headers.get("Transfer-Encoding")
+        is_json = content_type in _JSON_TYPES or content_type.endswith("+json")
+        if (content_type or has_body) and not is_json:
+            sent = content_type or "no Content-Type"
+            raise _Refusal(
+                415,
+                "the request body must be JSON, sent as Content-Type: application/json "
+                f"(got {sent})",
+                headers={"Accept-Patch": "application/json"} if request.method == "PATCH" else None,
+            )
         limit = self.config.max_body_bytes
         # This component's limit, even where another component on the server set a lower
         # one. One byte more, because a chunked body is cut at the limit without an error:
@@ -315,6 +339,30 @@ class RestSource(RequestSource):
         response = jsonify(answer.get("body"))
         response.status_code = answer["status"]
         return response
+
+
+def _methods(what: str, allowed: str) -> None:
+    """Answer OPTIONS with ``allowed``, refuse any other method not in it with 405."""
+    method = request.method
+    if method == "OPTIONS":
+        raise _Answer(_options(allowed))
+    if method not in {m.strip() for m in allowed.split(",")}:
+        message = f"{method} is not allowed on {what}; it accepts {allowed}"
+        raise _Refusal(405, message, headers={"Allow": allowed})
+
+
+def _options(allowed: str) -> Response:
+    response = Response(status=200)
+    response.headers["Allow"] = allowed
+    return response
+
+
+class _Answer(Exception):
+    """A reply ready before the request reaches the pipeline (an OPTIONS answer)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
 
 
 def _positive_int(raw: str, name: str) -> int:

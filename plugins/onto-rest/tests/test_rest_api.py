@@ -15,6 +15,7 @@ from onto_core.testing import running
 
 ServeRest = Callable[..., contextlib.AbstractContextManager[str]]
 JOSHUA = "/meeting_session/meeting-1/joshua"
+JSON = {"Content-Type": "application/json"}
 SESSION = "examples.meeting_room.views:MeetingSession"
 USER = "examples.meeting_room.views:UserView"
 
@@ -83,16 +84,33 @@ def test_an_action_without_arguments_may_have_an_empty_body(rest: str) -> None:
     assert done.json()["firstName"] == "Joshua"
 
 
-def test_the_body_is_read_as_json_whatever_its_content_type(rest: str) -> None:
-    # e.g. curl -d '{...}' without -H, which says application/x-www-form-urlencoded
-    done = requests.patch(
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data"]
+)
+def test_a_body_that_is_not_sent_as_json_is_415_and_runs_nothing(
+    rest: str, content_type: str
+) -> None:
+    # What a cross-site form or a no-cors fetch can send without a CORS preflight.
+    refused = requests.patch(
         f"{rest}/user_view/joshua",
         data=b'{"last_name": "Pender"}',
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        headers={"Content-Type": content_type},
         timeout=10,
     )
-    assert done.status_code == 200
-    assert done.json()["lastName"] == "Pender"
+    assert refused.status_code == 415
+    assert "Content-Type: application/json" in refused.json()["error"]
+    assert requests.get(f"{rest}/user_view/joshua", timeout=10).json()["lastName"] != "Pender"
+
+
+def test_json_media_types_are_read(rest: str) -> None:
+    for content_type in ("application/json; charset=utf-8", "application/merge-patch+json"):
+        done = requests.patch(
+            f"{rest}/user_view/joshua",
+            data=b'{"last_name": "Pender"}',
+            headers={"Content-Type": content_type},
+            timeout=10,
+        )
+        assert done.status_code == 200, done.text
 
 
 BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int, str | None, str]] = [
@@ -110,7 +128,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int, str | None, str]] =
         "NaN is not JSON",
         "PATCH",
         "/user_view/joshua",
-        {"data": b'{"first_name": NaN}'},
+        {"data": b'{"first_name": NaN}', "headers": JSON},
         400,
         None,
         "NaN",
@@ -129,7 +147,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int, str | None, str]] =
         "not UTF-8",
         "PATCH",
         "/user_view/joshua",
-        {"data": b'{"first_name": "\xff"}'},
+        {"data": b'{"first_name": "\xff"}', "headers": JSON},
         400,
         None,
         "JSON",
@@ -198,7 +216,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int, str | None, str]] =
         "POST",
         f"{JOSHUA}/set_in_session",
         {"json": {"in_session": True}},
-        400,
+        422,  # a rule of the action (onto_core's api processor decides the status)
         None,
         "cannot go from in-session to in-session",
     ),
@@ -232,13 +250,60 @@ def test_bad_requests_get_a_json_error_naming_the_problem_and_the_server_keeps_s
 def test_method_errors_say_which_methods_are_allowed(shared_rest: str) -> None:
     rest = shared_rest
     on_action = requests.get(f"{rest}{JOSHUA}/set_attendance", timeout=10)
-    assert on_action.headers["Allow"] == "POST"
+    assert on_action.headers["Allow"] == "OPTIONS, POST"
     on_session = requests.patch(f"{rest}{JOSHUA}", json={}, timeout=10)
-    assert on_session.headers["Allow"] == "GET, HEAD"
+    assert on_session.headers["Allow"] == "GET, HEAD, OPTIONS"
     on_user = requests.post(f"{rest}/user_view/joshua", json={}, timeout=10)
-    assert on_user.headers["Allow"] == "GET, HEAD, PATCH"
+    assert on_user.headers["Allow"] == "GET, HEAD, OPTIONS, PATCH"
     on_list = requests.delete(f"{rest}/user_view", timeout=10)
     assert set(on_list.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    put_on_user = requests.put(f"{rest}/user_view/joshua", json={}, timeout=10)
+    assert put_on_user.status_code == 405
+    assert put_on_user.headers["Allow"] == "GET, HEAD, OPTIONS, PATCH"
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/user_view", "GET, HEAD, OPTIONS"),
+        ("/user_view/joshua", "GET, HEAD, OPTIONS, PATCH"),
+        ("/user_view/joshua/update", "OPTIONS, POST"),
+        (JOSHUA, "GET, HEAD, OPTIONS"),
+        (f"{JOSHUA}/set_attendance", "OPTIONS, POST"),
+    ],
+)
+def test_options_lists_exactly_the_methods_the_path_accepts(
+    shared_rest: str, path: str, allowed: str
+) -> None:
+    answer = requests.options(f"{shared_rest}{path}", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["Allow"] == allowed
+    for method in {"GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "DELETE"} - set(
+        allowed.split(", ")
+    ):
+        refused = requests.request(method, f"{shared_rest}{path}", json={}, timeout=10)
+        assert refused.status_code == 405, method
+        assert refused.headers["Allow"] == allowed
+
+
+def test_a_rebound_or_cross_site_request_gets_no_data_and_runs_nothing(rest: str) -> None:
+    port = rest.rsplit(":", 1)[1]
+    rebound = requests.get(
+        f"{rest}/user_view/joshua",
+        headers={"Host": f"attacker.example:{port}", "Origin": f"http://attacker.example:{port}"},
+        timeout=10,
+    )
+    assert rebound.status_code == 403
+    assert "Joshua" not in rebound.text
+    assert "Access-Control-Allow-Origin" not in rebound.headers
+    csrf = requests.post(
+        f"{rest}{JOSHUA}/set_attendance",
+        data=b'{"attending": false}',
+        headers={"Origin": "https://evil.example", "Content-Type": "text/plain"},
+        timeout=10,
+    )
+    assert csrf.status_code == 403
+    assert "joshua" in attendees(requests.get(f"{rest}{JOSHUA}", timeout=10).json())
 
 
 def test_a_body_over_max_body_bytes_is_413(serve_rest: ServeRest) -> None:
@@ -253,12 +318,13 @@ def test_a_body_over_max_body_bytes_is_413(serve_rest: ServeRest) -> None:
         chunked = requests.patch(
             f"{url}/user_view/joshua",
             data=iter([b'{"first_name": "', b"J" * 500, b'"}']),  # no Content-Length
+            headers=JSON,
             timeout=10,
         )
         assert chunked.status_code == 413, chunked.text
         exactly = b'{"first_name": "' + b"J" * 182 + b'"}'
         assert len(exactly) == 200
-        at_limit = requests.patch(f"{url}/user_view/joshua", data=exactly, timeout=10)
+        at_limit = requests.patch(f"{url}/user_view/joshua", data=exactly, headers=JSON, timeout=10)
         assert at_limit.json()["firstName"] == "J" * 182
 
 

@@ -108,7 +108,7 @@ def test_errors_are_documented_with_the_error_schema(document: dict[str, Any]) -
     error = document["components"]["schemas"]["Error"]
     assert error["required"] == ["error", "field"]
     update = document["paths"]["/user_view/{userId}"]["patch"]["responses"]
-    assert set(update) == {"200", "400", "404", "409", "413", "503", "504"}
+    assert set(update) == {"200", "400", "404", "409", "413", "415", "422", "503", "504"}
     bad = document["components"]["responses"]["BadRequest"]
     assert bad["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     assert "securitySchemes" not in document["components"]  # this endpoint is open

@@ -527,7 +527,14 @@ def hub_for(server: WebServer) -> SocketHub:
     # routes and /socket.io/. Threading mode: Werkzeug's threaded server (or gunicorn
     # --threads) with simple-websocket for the WebSocket transport.
     socketio = server.shared(
-        "socketio", lambda: SocketIO(server.app, async_mode="threading", manage_session=False)
+        "socketio",
+        lambda: SocketIO(
+            server.app,
+            async_mode="threading",
+            manage_session=False,
+            # The server's allowed_origins rule: never echo a foreign origin with credentials.
+            cors_allowed_origins=server.origin_allowed,
+        ),
     )
     return server.shared("onto-websocket", lambda: SocketHub(server, socketio))
 
