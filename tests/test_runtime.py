@@ -46,6 +46,7 @@ class FlakySink:
         if poisoned:
             raise ValueError(f"cannot store n={poisoned[0].value['n']}")
         state.setdefault("written", []).extend(m.value["n"] for m in messages)
+        state.setdefault("timeline", []).extend(("ok", m.value["n"]) for m in messages)
         if self.calls <= self.config.fail_times:
             # Fails after writing: the partial write at-least-once must tolerate.
             raise ConnectionError(f"write {self.calls} timed out")
@@ -194,6 +195,21 @@ class LedgerSink:
         state.setdefault("ledger", []).append((outputs, consumed, source))
 
 
+class TimelineSink:
+    """A dead-letter sink noting when each letter arrived, next to FlakySink's writes."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = BOTH
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config) -> None:
+        pass
+
+    def write(self, messages: list[Message]) -> None:
+        state.setdefault("timeline", []).extend(("dead", m.value["n"]) for m in messages)
+
+
 class TestComponents:
     @hookimpl
     def register_components(self, register: plugins.ComponentRegistrar) -> None:
@@ -202,6 +218,7 @@ class TestComponents:
         register.sink("ledger", LedgerSink)
         register.sink("journal", LedgerSink)
         register.sink("flaky", FlakySink)
+        register.sink("timeline", TimelineSink)
         register.sink("gated", GatedSink)
         register.sink("blocking", BlockingSink)
         register.processor("poison", PoisonProcessor)
@@ -554,3 +571,53 @@ pipelines:
         " exactly_once needs ledger sinks only, not ['journal']"
     )
     parse_config(text.replace("exactly_once", "at_least_once"), "onto.yaml")
+
+
+def test_retries_of_failing_messages_do_not_hold_up_the_healthy_ones() -> None:
+    """10% of messages fail for good; every healthy one is written before the first
+    failing one has used up its retries (they used to wait behind each retry)."""
+    poison = list(range(5, 100, 10))
+    channel("keyed").put(*[Message({"n": n}, key=f"k{n}") for n in range(100)])
+    channel("keyed").close()
+    runtime = run(
+        f"""
+pipelines:
+  orders:
+    source: {{type: memory, channel: keyed}}
+    sinks: [{{type: flaky, poison: {poison}}}]
+    dead_letter: {{type: timeline}}
+    batch: {{size: 10}}
+    retry: {{max_attempts: 3, initial_backoff: 0.2, max_backoff: 0.2}}
+""",
+        timeout=30,
+    )
+    timeline = state["timeline"]
+    healthy = [n for n in range(100) if n not in poison]
+    assert sorted(n for kind, n in timeline if kind == "ok") == healthy
+    assert [n for kind, n in timeline if kind == "dead"] == poison
+    first_dead = timeline.index(("dead", poison[0]))
+    assert {n for _, n in timeline[:first_dead]} == set(healthy)
+    figures = runtime.metrics()["orders"]
+    assert (figures["acked"], figures["dead_lettered"]) == (100, len(poison))
+
+
+def test_a_message_waiting_behind_a_retry_of_its_key_keeps_its_order() -> None:
+    values = [Message({"n": n}, key="same" if n in (1, 2, 3) else f"other{n}") for n in range(8)]
+    channel("ordered").put(*values)
+    channel("ordered").close()
+    run("""
+pipelines:
+  orders:
+    source: {type: memory, channel: ordered}
+    sinks: [{type: flaky, poison: [1]}]
+    dead_letter: {type: memory, channel: dead}
+    batch: {size: 8}
+    retry: {max_attempts: 3, initial_backoff: 0.05, max_backoff: 0.05}
+""")
+    written = state["written"]
+    # 2 and 3 share 1's key: they wait until 1 is dead-lettered, then go in order;
+    # the other keys did not wait at all.
+    assert written.index(2) < written.index(3)
+    assert written.index(0) < written.index(2)
+    assert all(written.index(n) < written.index(2) for n in (4, 5, 6, 7))
+    assert [m.value["n"] for m in channel("dead").messages] == [1]

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ class _Item:
     outputs: list[Message] = field(default_factory=list)
     failed: BaseException | None = None  # set when it could not be delivered nor dead-lettered
     dead: bool = False
+    deferred: bool = False  # failed its first try: retried aside (see ``_retry_aside``)
 
 
 @dataclass
@@ -52,6 +54,29 @@ class _Component:
 def _record_error(message: Message, error: BaseException, attempt: int) -> None:
     message.headers[ERROR_HEADER] = f"{type(error).__name__}: {error}"
     message.headers[ATTEMPTS_HEADER] = str(attempt)
+
+
+def _alive(item: _Item) -> bool:
+    """Still on its way: neither dead-lettered, failed, nor set aside for a retry."""
+    return not (item.dead or item.failed is not None or item.deferred)
+
+
+def _done(item: _Item) -> bool:
+    """Delivered everywhere (or dead-lettered): its outputs need not be built again."""
+    return not item.deferred and item.failed is None and not item.dead
+
+
+def _defer_followers(items: list[_Item]) -> None:
+    """Set aside, with each deferred item, the later items of the batch sharing its key."""
+    keys: set[str] = set()
+    for item in items:
+        key = item.message.key
+        if key is None:
+            continue
+        if item.deferred:
+            keys.add(key)
+        elif key in keys:
+            item.deferred = True
 
 
 def _as_list(result: Any) -> list[Message]:
@@ -95,6 +120,15 @@ class PipelineRunner:
         }
         self._reader: asyncio.Task[None] | None = None
         self._worker: asyncio.Task[None] | None = None
+        # Messages that failed a first try are retried here, in arrival order, while the
+        # worker goes on with the others; their keys wait behind them (see _retry_aside).
+        self._aside: deque[_Item] = deque()
+        self._aside_keys: Counter[str] = Counter()
+        self._aside_changed = asyncio.Condition()
+        self._aside_task: asyncio.Task[None] | None = None
+        self._retry_aside = (
+            config.guarantee is Guarantee.AT_LEAST_ONCE and config.retry.max_attempts > 1
+        )
         # Retries are skipped at most once: a retried write could land twice.
         self._attempts = (
             1 if config.guarantee is Guarantee.AT_MOST_ONCE else config.retry.max_attempts
@@ -244,18 +278,76 @@ class PipelineRunner:
     async def _work_loop(self) -> None:
         await self._emit_due()
         linger = self.config.batch.linger_ms / 1000
+        try:
+            while True:
+                taken = await self.buffer.take(self.config.batch.size, linger)
+                if taken is None:
+                    break
+                if self._woken:
+                    self._woken = False
+                    await self._emit_due()
+                if not taken:
+                    continue
+                items = [_Item(message, read_at) for message, read_at in taken]
+                if not self._retry_aside:
+                    produced = await self._handle(items, 0)
+                    await self._settle(items, produced)
+                    continue
+                # Messages whose key waits behind a retry join it, untried, in order.
+                ready = []
+                for item in items:
+                    if item.message.key is not None and item.message.key in self._aside_keys:
+                        item.deferred = True
+                    else:
+                        ready.append(item)
+                produced = await self._handle(ready, 0, first_try=True) if ready else []
+                await self._settle([i for i in items if not i.deferred], produced)
+                await self._set_aside([i for i in items if i.deferred])
+            await self._drain_aside()
+        finally:
+            if self._aside_task is not None:
+                self._aside_task.cancel()
+                await asyncio.gather(self._aside_task, return_exceptions=True)
+
+    async def _set_aside(self, items: list[_Item]) -> None:
+        """Queue items that failed their first try (or wait behind one) for retrying aside.
+
+        Bounded by ``buffer``: when that many wait, the worker waits too (backpressure).
+        """
+        if not items:
+            return
+        async with self._aside_changed:
+            for item in items:
+                await self._aside_changed.wait_for(lambda: len(self._aside) < self.config.buffer)
+                self._aside.append(item)
+                if item.message.key is not None:
+                    self._aside_keys[item.message.key] += 1
+            self._aside_changed.notify_all()
+        if self._aside_task is None or self._aside_task.done():
+            self._aside_task = asyncio.create_task(self._retry_loop(), name=f"{self.name}-retry")
+
+    async def _retry_loop(self) -> None:
+        """Retry set-aside items one at a time, in order: with backoff, then dead letters."""
         while True:
-            taken = await self.buffer.take(self.config.batch.size, linger)
-            if taken is None:
-                return
-            if self._woken:
-                self._woken = False
-                await self._emit_due()
-            if not taken:
-                continue
-            items = [_Item(message, read_at) for message, read_at in taken]
-            produced = await self._handle(items, 0)
-            await self._settle(items, produced)
+            async with self._aside_changed:
+                await self._aside_changed.wait_for(lambda: bool(self._aside))
+                item = self._aside[0]
+            item.outputs, item.failed, item.dead, item.deferred = [], None, False, False
+            produced = await self._handle([item], 0, attempts=max(1, self._attempts - 1))
+            await self._settle([item], produced)
+            async with self._aside_changed:
+                self._aside.popleft()
+                key = item.message.key
+                if key is not None:
+                    self._aside_keys[key] -= 1
+                    if not self._aside_keys[key]:
+                        del self._aside_keys[key]
+                self._aside_changed.notify_all()
+
+    async def _drain_aside(self) -> None:
+        """Wait until every set-aside item is done (the source is exhausted or stopping)."""
+        async with self._aside_changed:
+            await self._aside_changed.wait_for(lambda: not self._aside)
 
     async def _emit_due(self) -> None:
         """Deliver what processors emit without an input (``due_messages``).
@@ -278,33 +370,47 @@ class PipelineRunner:
                 await self._tell_settled(produced)
 
     async def _handle(
-        self, items: list[_Item], first: int
+        self, items: list[_Item], first: int, first_try: bool = False, attempts: int | None = None
     ) -> list[tuple[int, list[tuple[_Item, Message]]]]:
-        """Run processors ``first``.. and deliver; what each ``settled`` processor produced."""
+        """Run processors ``first``.. and deliver; what each ``settled`` processor produced.
+
+        ``first_try``: one attempt per stage, and a message that fails it is marked
+        ``deferred`` (to be retried aside) instead of retried here, together with the
+        messages of the batch after it that share its key, so a key keeps its order.
+        """
         current = [(item, item.message) for item in items]
         produced: list[tuple[int, list[tuple[_Item, Message]]]] = []
         for index in range(first, len(self.processors)):
-            current = await self._process(self.processors[index], current)
+            current = await self._process(self.processors[index], current, first_try, attempts)
             if index in self._settled:
                 produced.append((index, current))
+        if first_try:
+            _defer_followers(items)
+            current = [(item, out) for item, out in current if not item.deferred]
         for item, out in current:
             item.outputs.append(out)
-        await asyncio.gather(*(self._deliver(sink, items) for sink in self.sinks))
+        await asyncio.gather(
+            *(self._deliver(sink, items, first_try, attempts) for sink in self.sinks)
+        )
         return produced
 
     async def _tell_settled(self, produced: list[tuple[int, list[tuple[_Item, Message]]]]) -> None:
         for index, entries in produced:
-            delivered = [m for item, m in entries if not item.dead and item.failed is None]
-            failed = [m for item, m in entries if item.dead or item.failed is not None]
+            delivered = [m for item, m in entries if _done(item)]
+            failed = [m for item, m in entries if not _done(item)]
             try:
                 await self._settled[index](delivered, failed)
             except Exception:
                 self.log.exception("%s failed in settled()", self.processors[index].label)
 
     async def _process(
-        self, processor: _Component, entries: list[tuple[_Item, Message]]
+        self,
+        processor: _Component,
+        entries: list[tuple[_Item, Message]],
+        first_try: bool = False,
+        attempts: int | None = None,
     ) -> list[tuple[_Item, Message]]:
-        entries = [(item, msg) for item, msg in entries if not (item.dead or item.failed)]
+        entries = [(item, msg) for item, msg in entries if _alive(item)]
         instance = processor.instance
         batch_fn = optional_method(instance, "process_batch")
         results: list[Any] | None = None
@@ -329,9 +435,12 @@ class PipelineRunner:
                 produced = _as_list(result)
             else:
                 produced_or_none = await self._attempt(
-                    functools.partial(one, msg), msg, processor.label
+                    functools.partial(one, msg), msg, processor.label, attempts, first_try
                 )
                 if produced_or_none is None:
+                    if first_try:
+                        item.deferred = True
+                        continue
                     await self._dead_letter(item, msg, processor.label)
                     continue
                 produced = _as_list(produced_or_none[0])
@@ -345,19 +454,30 @@ class PipelineRunner:
         message: Message,
         stage: str,
         attempts: int | None = None,
+        first_try: bool = False,
     ) -> tuple[Any] | None:
         """Run ``call`` up to ``attempts`` times with backoff.
 
         Returns ``(result,)`` on success, ``None`` after the last failure, whose error is
-        kept in ``message.headers`` for the dead letter.
+        kept in ``message.headers`` for the dead letter. ``first_try``: one attempt, and
+        a failure is reported as set aside for retrying, not as final.
         """
-        attempts = attempts or self._attempts
+        attempts = 1 if first_try else attempts or self._attempts
         for attempt in range(1, attempts + 1):
             try:
                 return (await call(),)
             except Exception as exc:
                 self.metrics.failed += 1
                 _record_error(message, exc, attempt)
+                if first_try and self._attempts > 1:
+                    self.metrics.retried += 1
+                    self.log.warning(
+                        "%s failed on message %s; retrying it aside while later messages go on: %s",
+                        stage,
+                        message.id,
+                        exc,
+                    )
+                    return None
                 if attempt == attempts:
                     self.log.error(
                         "%s failed on message %s after %d attempt(s): %s",
@@ -371,27 +491,36 @@ class PipelineRunner:
                 await asyncio.sleep(self.config.retry.backoff(attempt))
         return None
 
-    async def _deliver(self, sink: _Component, items: list[_Item]) -> None:
+    async def _deliver(
+        self,
+        sink: _Component,
+        items: list[_Item],
+        first_try: bool = False,
+        attempts: int | None = None,
+    ) -> None:
         """Write every output to ``sink``: in batches, then one by one to isolate a failure.
 
         A failed batch counts as each message's first attempt, so with retries a message
         reaches one sink at most ``max(2, retry.max_attempts)`` times. At most once, a
         failed batch is dead-lettered whole: writing any of it again could duplicate.
+        ``first_try``: after a failed batch each message gets one try alone; one that
+        fails it is marked ``deferred``, with the messages after it sharing its key.
         """
         if self.config.guarantee is Guarantee.EXACTLY_ONCE:
             transactional = optional_method(sink.instance, "write_exactly_once")
             if transactional is not None:
                 await self._deliver_exactly_once(sink, transactional, items)
                 return
-        entries = [(item, out) for item in items if not item.dead for out in item.outputs]
+        entries = [(item, out) for item in items if _alive(item) for out in item.outputs]
         if not entries:
             return
         write = as_async(sink.instance.write)
         cap = getattr(sink.instance, "max_batch_size", None) or len(entries)
         for start in range(0, len(entries), cap):
             chunk = entries[start : start + cap]
-            attempts = self._attempts
-            if len(chunk) > 1 or attempts == 1:
+            left = attempts or self._attempts
+            whole = left == 1 and not first_try  # one attempt only: never write twice
+            if len(chunk) > 1 or whole:
                 try:
                     await write([out for _, out in chunk])
                     self.metrics.messages_out += len(chunk)
@@ -399,18 +528,41 @@ class PipelineRunner:
                 except Exception as exc:
                     self.metrics.failed += 1
                     self.log.warning("%s failed on a batch of %d: %s", sink.label, len(chunk), exc)
-                    if attempts == 1:
+                    if whole:
                         for item, out in chunk:
                             _record_error(out, exc, 1)
                             await self._dead_letter(item, out, sink.label)
                         continue
                     self.metrics.retried += 1
-                    attempts = max(1, attempts - 1)
+                    left = max(1, left - 1)
+            if first_try:
+                await self._try_alone(sink, write, chunk)
+                continue
             for item, out in chunk:
-                if await self._attempt(functools.partial(write, [out]), out, sink.label, attempts):
+                if await self._attempt(functools.partial(write, [out]), out, sink.label, left):
                     self.metrics.messages_out += 1
                 else:
                     await self._dead_letter(item, out, sink.label)
+
+    async def _try_alone(
+        self,
+        sink: _Component,
+        write: Callable[..., Awaitable[Any]],
+        chunk: list[tuple[_Item, Message]],
+    ) -> None:
+        """One try per message; a failure defers it and the later ones of its key."""
+        failed_keys: set[str] = set()
+        for item, out in chunk:
+            key = item.message.key
+            if item.deferred or (key is not None and key in failed_keys):
+                item.deferred = True
+                continue
+            if await self._attempt(functools.partial(write, [out]), out, sink.label, 1, True):
+                self.metrics.messages_out += 1
+            else:
+                item.deferred = True
+                if key is not None:
+                    failed_keys.add(key)
 
     async def _deliver_exactly_once(
         self, sink: _Component, write: Callable[..., Awaitable[Any]], items: list[_Item]
