@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from onto_core.errors import ProcessorError
 from onto_core.protocols import Message, ProcessorResult
 from onto_kafka._codecs import CodecError, ValueFormat, decode_value, load_model
+from onto_kafka._records import UnreadableRecords
 
 __all__ = ["KafkaDecodeProcessor"]
 
@@ -19,8 +20,9 @@ class KafkaDecodeProcessor:
     A value that does not decode raises ``ProcessorError``, so the runtime dead-letters
     the original message (its bytes and its ``kafka-topic``, ``kafka-partition`` and
     ``kafka-offset`` headers, plus ``onto-error``) once the pipeline's retries are spent,
-    and the pipeline moves on. Values that are not bytes (already decoded) pass through
-    unchanged.
+    and the pipeline moves on. A message standing for records the source could not read
+    (its value an ``UnreadableRecords``) fails the same way. Other values that are not
+    bytes (already decoded) pass through unchanged.
     """
 
     class Config(BaseModel):
@@ -64,6 +66,8 @@ class KafkaDecodeProcessor:
     def _decode(self, message: Message) -> Message:
         value: Any = message.value
         if not isinstance(value, bytes | bytearray | memoryview):
+            if isinstance(value, UnreadableRecords):
+                raise ProcessorError(value.describe(), message_id=message.id)
             return message
         try:
             decoded = decode_value(bytes(value), self.format, self.model)

@@ -99,8 +99,14 @@ class OffsetTracker:
         with self._lock:
             return set(self._partitions)
 
-    def deliver(self, partition: TopicPartition, offsets: Iterable[int]) -> int | None:
-        """Record ``offsets`` (ascending) as delivered; their epoch, or None if unassigned."""
+    def deliver(
+        self, partition: TopicPartition, offsets: Iterable[int], through: int | None = None
+    ) -> int | None:
+        """Record ``offsets`` (ascending) as delivered; their epoch, or None if unassigned.
+
+        ``through``: one past the last offset the delivery covers, when that is beyond the
+        last of ``offsets`` (a skipped batch is one message for all its offsets).
+        """
         with self._lock:
             state = self._partitions.get(partition)
             if state is None:
@@ -110,6 +116,8 @@ class OffsetTracker:
                     continue  # delivered before in this epoch: already tracked
                 state.pending.append(offset)
                 state.next_offset = offset + 1
+            if through is not None and (state.next_offset is None or through > state.next_offset):
+                state.next_offset = through
             return state.epoch
 
     def is_current(self, position: Position) -> bool:

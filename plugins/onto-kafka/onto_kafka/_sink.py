@@ -136,8 +136,8 @@ class KafkaSink:
         max_batch_size: int = Field(
             5000, ge=1, description="Most messages in one write (one confirmation wait)."
         )
-        compression_type: Literal["none", "gzip"] = Field(
-            "none", description="Compression of record batches."
+        compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+            "none", description="Compression of record batches: none, gzip, snappy, lz4 or zstd."
         )
         delivery_timeout_ms: int = Field(
             30000, ge=1, description="How long a write waits for the brokers to confirm."
@@ -233,7 +233,9 @@ class KafkaSink:
             "enable_idempotence": config.enable_idempotence,
             "linger_ms": config.linger_ms,
             "batch_size": config.batch_size,
-            "compression_type": None if config.compression_type == "none" else "gzip",
+            "compression_type": None
+            if config.compression_type == "none"
+            else config.compression_type,
         }
         if transactional_id is not None:
             settings["transactional_id"] = transactional_id

@@ -22,6 +22,14 @@ from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_kafka._codecs import KeyFormat, decode_key
 from onto_kafka._connection import KafkaConnection
 from onto_kafka._offsets import OffsetTracker, Position
+from onto_kafka._records import (
+    ERROR_HEADER,
+    LAST_OFFSET_HEADER,
+    UnreadableBatch,
+    UnreadableRecords,
+    record_headers,
+    unreadable_batch,
+)
 
 __all__ = ["OFFSET_HEADER", "PARTITION_HEADER", "TOPIC_HEADER", "KafkaSource"]
 
@@ -47,8 +55,14 @@ class KafkaSource:
     Each record becomes a message whose value is the record's bytes (``None`` for a
     tombstone; decode it with the ``kafka_decode`` processor), whose key is the record
     key as text (``key_format``), whose channel is the topic, and whose headers are the
-    record's headers (UTF-8) plus ``kafka-topic``, ``kafka-partition`` and
-    ``kafka-offset``. Its id ``topic/partition@offset`` is stable across redeliveries.
+    record's headers (text; null and non-UTF-8 values as ``record_headers`` says) plus
+    ``kafka-topic``, ``kafka-partition`` and ``kafka-offset``. Its id
+    ``topic/partition@offset`` is stable across redeliveries.
+
+    A batch kafka-python cannot read (corrupt, or compressed with a codec it does not
+    know) never stops the source: it is skipped past, and one message whose value is
+    ``UnreadableRecords`` (headers ``kafka-error`` and ``kafka-last-offset`` too) stands
+    for its records; ``kafka_decode`` fails on it, so the runtime dead-letters it.
 
     Offsets: the committed position of a partition is the first delivered offset not yet
     acked (or one past the last one delivered), so acks in any order never commit past an
@@ -349,7 +363,12 @@ class KafkaSource:
                 polled = consumer.poll(
                     timeout_ms=self.config.poll_timeout_ms, max_records=max_messages
                 )
-            except KafkaError as exc:
+            except Exception as exc:  # a record's fault can be any exception type
+                unreadable = unreadable_batch(exc)
+                if unreadable is not None:
+                    return self._skip(consumer, unreadable, exc)
+                if not isinstance(exc, KafkaError):
+                    raise
                 raise SourceError.at(
                     self._ctx, f"polling {self.config.describe()} failed: {exc}"
                 ) from exc
@@ -360,6 +379,46 @@ class KafkaSource:
                 continue  # revoked while the poll returned: the new owner reads these
             messages += self._messages(tp, epoch, records)
         return messages
+
+    def _skip(
+        self, consumer: KafkaConsumer, unreadable: UnreadableBatch, error: BaseException
+    ) -> list[Message]:
+        """Move ``consumer`` past a batch it cannot read; the message standing for it.
+
+        Called with the consumer lock held. Without the seek, kafka-python would retry
+        the same batch in a busy loop that never returns from ``poll``.
+        """
+        tp, first, resume = unreadable
+        try:
+            consumer.seek(tp, resume)
+        except ValueError:
+            return []  # no longer assigned: its new owner meets the batch itself
+        value = UnreadableRecords(tp.topic, tp.partition, first, resume - 1, _error_text(error))
+        log.warning("%s; skipped, to be dead-lettered", value.describe())
+        # Until its message is acked the position stays at ``first``: a restart reads
+        # the batch again; once acked, it moves past the whole batch.
+        epoch = self.tracker.deliver(tp, [first], through=resume)
+        if epoch is None:
+            return []
+        offset = str(first)
+        headers = {
+            TOPIC_HEADER: tp.topic,
+            PARTITION_HEADER: str(tp.partition),
+            OFFSET_HEADER: offset,
+            LAST_OFFSET_HEADER: str(resume - 1),
+            ERROR_HEADER: value.error,
+        }
+        return [
+            Message(
+                value,
+                None,
+                f"{tp.topic}/{tp.partition}@{offset}",
+                headers,
+                tp.topic,
+                time.time(),
+                Position(tp, first, epoch),
+            )
+        ]
 
     def _messages(
         self, tp: TopicPartition, epoch: int, records: list[ConsumerRecord]
@@ -376,10 +435,7 @@ class KafkaSource:
             headers = {TOPIC_HEADER: topic, PARTITION_HEADER: partition, OFFSET_HEADER: str(offset)}
             if record.headers:
                 # The record's own headers, but never over the position headers above.
-                headers = {
-                    **{name: value.decode("utf-8", "replace") for name, value in record.headers},
-                    **headers,
-                }
+                headers = {**record_headers(record.headers), **headers}
             key = record.key
             messages.append(
                 Message(
@@ -526,6 +582,12 @@ class _Rebalance(AsyncConsumerRebalanceListener):  # type: ignore[misc]
 
 def _offsets(positions: dict[TopicPartition, int]) -> dict[TopicPartition, OffsetAndMetadata]:
     return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in positions.items()}
+
+
+def _error_text(error: BaseException) -> str:
+    text, name = str(error), type(error).__name__
+    # kafka-python's errors already start with their class name.
+    return text if text.startswith(name) else f"{name}: {text}"
 
 
 def _names(partitions: set[TopicPartition]) -> str:
