@@ -44,7 +44,7 @@ class EventPool:
         self._ready: deque[str] = deque()  # connections with waiting events, none running
         self._running: set[str] = set()
         self._threads = 0
-        self._idle = 0
+        self._free = 0  # threads started and not running a job
         self._generation = 0  # bumped by close: threads of an older one exit
 
     def submit(self, connection: str, job: EventJob) -> bool:
@@ -57,8 +57,9 @@ class EventPool:
             waiting.append((time.monotonic(), job))
             if len(waiting) == 1 and not running:
                 self._ready.append(connection)
-            if self._idle == 0 and self._threads < self.workers:
+            if len(self._ready) > self._free and self._threads < self.workers:
                 self._threads += 1
+                self._free += 1
                 threading.Thread(
                     target=self._work,
                     args=(self._generation,),
@@ -85,17 +86,14 @@ class EventPool:
             self._waiting.clear()
             self._ready.clear()
             self._threads = 0
-            self._idle = 0
+            self._free = 0
             self._lock.notify_all()
 
     def _work(self, generation: int) -> None:
         while True:
             with self._lock:
                 while not self._ready and self._generation == generation:
-                    self._idle += 1
                     self._lock.wait()
-                    if self._generation == generation:
-                        self._idle -= 1
                 if self._generation != generation:
                     return
                 connection = self._ready.popleft()
@@ -104,12 +102,15 @@ class EventPool:
                     continue
                 queued_at, job = waiting.popleft()
                 self._running.add(connection)
+                self._free -= 1
             try:
                 job(time.monotonic() - queued_at)
             except Exception:
                 log.exception("a Socket.IO event of %s failed", connection)
             finally:
                 with self._lock:
+                    if self._generation == generation:
+                        self._free += 1
                     self._running.discard(connection)
                     waiting = self._waiting.get(connection)
                     if waiting:

@@ -442,8 +442,9 @@ class SocketHub:
         }
         try:
             answer: dict[str, Any] = accepted.source.submit(request_, left)
-        except TimeoutError:
-            raise ClientError(504, f"no answer within {accepted.timeout}s") from None
+        except TimeoutError as exc:
+            # The request source says whether the request will never run or had started.
+            raise ClientError(504, str(exc)) from None
         return answer
 
 
