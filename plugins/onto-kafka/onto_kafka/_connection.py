@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from onto_core.config import is_secret_key, redact
 
 __all__ = ["KafkaConnection"]
 
@@ -87,3 +90,41 @@ class KafkaConnection(BaseModel):
     def describe(self) -> str:
         """The brokers, for error messages."""
         return ",".join(self.bootstrap_servers)
+
+    def unknown_options(self, client: type) -> str | None:
+        """Why ``options`` does not suit kafka-python's ``client`` class, or None.
+
+        Names the unknown keys (with the nearest known names) and never their values: an
+        unknown key may be a misspelt password setting. kafka-python's own "Unrecognized
+        configs" error prints the values.
+        """
+        known: dict[str, Any] = getattr(client, "DEFAULT_CONFIG", {})
+        unknown = sorted(set(self.options) - set(known))
+        if not known or not unknown:
+            return None
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=2)
+            hints.append(f"{name!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        verb = "is not a setting" if len(unknown) == 1 else "are not settings"
+        return f"options {', '.join(hints)} {verb} of kafka-python's {client.__name__}"
+
+    def redact(self, error: object) -> str:
+        """``error`` as text with every secret of these settings replaced by ``***``.
+
+        For error and log lines that quote a client library's message, which may echo
+        settings: the SASL password, any option whose name looks secret
+        (``onto_core.config.is_secret_key``) and passwords in URLs.
+        """
+        text: str = redact(str(error), "")
+        secrets = [
+            value
+            for name, value in self.options.items()
+            if is_secret_key(name) and isinstance(value, str) and value
+        ]
+        if self.sasl_password is not None:
+            secrets.append(self.sasl_password.get_secret_value())
+        for secret in sorted(secrets, key=len, reverse=True):
+            if secret:
+                text = text.replace(secret, "***")
+        return text

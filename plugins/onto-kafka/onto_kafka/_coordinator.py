@@ -173,6 +173,9 @@ class KafkaShardCoordinator:
 
     def _join(self, ctx: RuntimeContext, shards: int) -> KafkaConsumer:
         config = self.config
+        problem = config.unknown_options(KafkaConsumer)
+        if problem is not None:
+            raise ComponentError.at(ctx, problem)
         settings = config.client_settings(f"onto-{ctx.pipeline}-shards")
         try:
             consumer = KafkaConsumer(
@@ -185,7 +188,7 @@ class KafkaShardCoordinator:
             )
         except KafkaError as exc:
             raise ComponentError.at(
-                ctx, f"cannot connect to Kafka at {config.describe()}: {exc}"
+                ctx, f"cannot connect to Kafka at {config.describe()}: {config.redact(exc)}"
             ) from exc
         try:
             self._check_topic(ctx, consumer, settings, shards)
@@ -213,7 +216,9 @@ class KafkaShardCoordinator:
                 self._create_topic(settings, shards)
                 found = consumer.partitions_for_topic(config.topic)
         except KafkaError as exc:
-            raise ComponentError.at(ctx, f"checking the {where} failed: {exc}") from exc
+            raise ComponentError.at(
+                ctx, f"checking the {where} failed: {config.redact(exc)}"
+            ) from exc
         if len(found) != shards:
             raise ComponentError.at(
                 ctx,
@@ -259,7 +264,9 @@ class KafkaShardCoordinator:
                 # for the session timeout.
                 consumer.close(autocommit=False, timeout_ms=self.config.connect_timeout_ms)
             except Exception as exc:
-                log.warning("leaving shard group %r: %s", self.config.group_id, exc)
+                log.warning(
+                    "leaving shard group %r: %s", self.config.group_id, self.config.redact(exc)
+                )
 
     def _assigned(self, partitions: Iterable[TopicPartition]) -> None:
         shards = frozenset(tp.partition for tp in partitions if tp.topic == self.config.topic)

@@ -219,7 +219,11 @@ class KafkaSink:
             try:
                 producer.flush(timeout)
             except KafkaError as exc:
-                log.warning("flushing to %s on close failed: %s", self.config.describe(), exc)
+                log.warning(
+                    "flushing to %s on close failed: %s",
+                    self.config.describe(),
+                    self.config.redact(exc),
+                )
             finally:
                 producer.close(timeout)
         self._producer = self._transactional = None
@@ -241,12 +245,17 @@ class KafkaSink:
             settings["transactional_id"] = transactional_id
             settings["enable_idempotence"] = True
             settings["acks"] = "all"
+        problem = config.unknown_options(KafkaProducer)
+        if problem is not None:
+            raise self._error(problem)
         try:
             producer = KafkaProducer(**settings)
             if transactional_id is not None:
                 producer.init_transactions()
         except KafkaError as exc:
-            raise self._error(f"cannot connect to Kafka at {config.describe()}: {exc}") from exc
+            raise self._error(
+                f"cannot connect to Kafka at {config.describe()}: {config.redact(exc)}"
+            ) from exc
         return producer
 
     # --- writing ------------------------------------------------------------------------
@@ -277,8 +286,9 @@ class KafkaSink:
                     topic, value=value, key=key, headers=headers, partition=partition
                 )
             except (KafkaError, ValueError, TypeError) as exc:
+                said = self.config.redact(exc)
                 raise self._error(
-                    f"cannot send message {message.id} to topic {topic!r}: {exc}"
+                    f"cannot send message {message.id} to topic {topic!r}: {said}"
                 ) from exc
             futures.append((message, future))
         return futures
@@ -304,13 +314,16 @@ class KafkaSink:
         try:
             producer.flush(timeout)
         except KafkaError as exc:
-            raise self._error(f"{self.config.describe()} did not confirm in time: {exc}") from exc
+            raise self._error(
+                f"{self.config.describe()} did not confirm in time: {self.config.redact(exc)}"
+            ) from exc
         for message, future in futures:
             try:
                 future.get(timeout)
             except KafkaError as exc:
+                said = self.config.redact(exc)
                 raise self._error(
-                    f"{self.config.describe()} refused message {message.id}: {exc}"
+                    f"{self.config.describe()} refused message {message.id}: {said}"
                 ) from exc
 
     def _record(self, message: Message) -> tuple[str, bytes | None, bytes | None, list[Any]]:
@@ -373,7 +386,9 @@ class KafkaSink:
             self._abort(producer)
             if isinstance(exc, SinkError):
                 raise
-            raise self._error(f"transaction to {self.config.describe()} failed: {exc}") from exc
+            raise self._error(
+                f"transaction to {self.config.describe()} failed: {self.config.redact(exc)}"
+            ) from exc
         source.transaction_committed(offsets)
 
     def _transactional_producer(self) -> KafkaProducer:
@@ -389,7 +404,10 @@ class KafkaSink:
             producer.abort_transaction()
         except Exception as exc:
             # A fenced or broken producer cannot abort; the next write starts a new one.
-            log.warning("aborting the transaction failed, starting a new producer: %s", exc)
+            log.warning(
+                "aborting the transaction failed, starting a new producer: %s",
+                self.config.redact(exc),
+            )
             self._transactional = None
             try:
                 producer.close(0)

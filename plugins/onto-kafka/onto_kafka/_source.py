@@ -220,6 +220,9 @@ class KafkaSource:
         unreachable, or the topic if it does not exist with ``partitions: all``."""
         self._ctx = ctx
         config = self.config
+        problem = config.unknown_options(KafkaConsumer)
+        if problem is not None:
+            raise SourceError.at(ctx, problem)
         try:
             consumer = KafkaConsumer(
                 **config.client_settings(f"onto-{ctx.pipeline}"),
@@ -234,7 +237,7 @@ class KafkaSource:
             )
         except KafkaError as exc:
             raise SourceError.at(
-                self._ctx, f"cannot connect to Kafka at {config.describe()}: {exc}"
+                self._ctx, f"cannot connect to Kafka at {config.describe()}: {config.redact(exc)}"
             ) from exc
         if config.partitions == "all":
             try:
@@ -296,7 +299,8 @@ class KafkaSource:
         except KafkaError as exc:
             raise SourceError.at(
                 self._ctx,
-                f"finding where to start reading at {config.describe()} failed: {exc}",
+                f"finding where to start reading at {config.describe()} failed:"
+                f" {config.redact(exc)}",
             ) from exc
         unknown = sorted(tp for tp, offset in starts.items() if offset is None)
         if unknown:
@@ -370,7 +374,7 @@ class KafkaSource:
                 if not isinstance(exc, KafkaError):
                     raise
                 raise SourceError.at(
-                    self._ctx, f"polling {self.config.describe()} failed: {exc}"
+                    self._ctx, f"polling {self.config.describe()} failed: {self.config.redact(exc)}"
                 ) from exc
         messages: list[Message] = []
         for tp, records in polled.items():
@@ -479,7 +483,11 @@ class KafkaSource:
         except KafkaError as exc:
             # Not fatal: the positions are committed on the next try, or, if the group
             # moved on, the new owner starts from the last commit (at least once).
-            log.warning("committing offsets to %s failed: %s", self.config.describe(), exc)
+            log.warning(
+                "committing offsets to %s failed: %s",
+                self.config.describe(),
+                self.config.redact(exc),
+            )
             return
         self.tracker.committed(positions)
 
@@ -554,7 +562,11 @@ class KafkaSource:
                 await consumer.commit_async(_offsets(positions))
                 self.tracker.committed(positions)
             except KafkaError as exc:
-                log.warning("committing offsets of revoked %s failed: %s", _names(revoked), exc)
+                log.warning(
+                    "committing offsets of revoked %s failed: %s",
+                    _names(revoked),
+                    self.config.redact(exc),
+                )
         log.info("revoked %s", _names(revoked))
 
     def _on_lost(self, lost: set[TopicPartition]) -> None:

@@ -140,3 +140,38 @@ def test_a_coordinator_sharing_the_sources_group_is_refused() -> None:
         parse_config(text, "views.yaml")
     assert "group_id 'views' is also the group of the kafka coordinator" in str(caught.value)
     parse_config(text.replace("group_id: views}", "group_id: views-shards}"), "views.yaml")
+
+
+SECRET_OPTIONS = "options: {sasl_password: hunter2, bogus_key: x, ssl_password: s3cret}"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        source_config(f"topics: [a], group_id: g, {SECRET_OPTIONS}"),
+        source_config(
+            "topics: [a], group_id: g", sink=f"{{type: kafka, topic: t, {SECRET_OPTIONS}}}"
+        ),
+    ],
+    ids=["source", "sink"],
+)
+def test_unknown_options_fail_the_start_by_name_without_their_values(config: str) -> None:
+    with pytest.raises(ComponentError) as caught, running(config, timeout=30):
+        pass
+    message = str(caught.value)
+    assert "'bogus_key'" in message
+    assert "'sasl_password' (did you mean " in message
+    assert "sasl_plain_password" in message
+    assert "hunter2" not in message
+    assert "s3cret" not in message
+
+
+def test_client_errors_quoted_in_messages_have_their_secrets_redacted() -> None:
+    from onto_kafka import KafkaConnection
+
+    connection = KafkaConnection(
+        sasl_password="hunter2",  # type: ignore[arg-type]
+        options={"ssl_password": "s3cret", "request_timeout_ms": 1000},
+    )
+    said = connection.redact("auth failed for {'sasl_plain_password': 'hunter2', 'k': 's3cret'}")
+    assert said == "auth failed for {'sasl_plain_password': '***', 'k': '***'}"
