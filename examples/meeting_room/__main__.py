@@ -1,6 +1,6 @@
 """The meeting-room demo on the embedded sqlite store, in one command.
 
-    uv run python -m examples.meeting_room
+    uv run --all-packages python -m examples.meeting_room
 
 Seeds a meeting with three participants, starts the ``meeting_sessions`` pipeline of
 ``pipeline.yaml`` (sqlite change feed → ``view`` processor → sinks), then has participants

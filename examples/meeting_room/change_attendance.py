@@ -1,6 +1,6 @@
 """Toggle a participant's attendance, as a front end would, to watch the views update.
 
-uv run python -m examples.meeting_room.change_attendance joshua --absent
+uv run --all-packages python -m examples.meeting_room.change_attendance joshua --absent
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Seed data: one meeting in session with three participants, two of whom need hearing aids.
 
-uv run python -m examples.meeting_room.seed [--db .onto/meeting_room.db]
+uv run --all-packages python -m examples.meeting_room.seed [--db .onto/meeting_room.db]
 """
 
 from __future__ import annotations

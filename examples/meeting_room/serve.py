@@ -1,6 +1,6 @@
 """The meeting room live in a browser: one page per participant, updated as others act.
 
-    uv run python -m examples.meeting_room.serve
+    uv run --all-packages python -m examples.meeting_room.serve
 
 Seeds the demo meeting into the sqlite store (``ONTO_DB``, default
 ``.onto/meeting_room_web.db``), runs ``web.yaml`` (the ``MeetingSession`` views pushed
