@@ -24,10 +24,21 @@ from onto_kafka._connection import KafkaConnection
 from onto_kafka._coordinator import KafkaShardCoordinator
 from onto_kafka._decode import KafkaDecodeProcessor
 from onto_kafka._offsets import OffsetTracker, Position
+from onto_kafka._records import (
+    BASE64_HEADERS,
+    ERROR_HEADER,
+    LAST_OFFSET_HEADER,
+    NULL_HEADERS,
+    UnreadableRecords,
+)
 from onto_kafka._sink import KafkaSink, MessageTemplate
 from onto_kafka._source import OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER, KafkaSource
 
 __all__ = [
+    "BASE64_HEADERS",
+    "ERROR_HEADER",
+    "LAST_OFFSET_HEADER",
+    "NULL_HEADERS",
     "OFFSET_HEADER",
     "PARTITION_HEADER",
     "TOPIC_HEADER",
@@ -41,6 +52,7 @@ __all__ = [
     "MessageTemplate",
     "OffsetTracker",
     "Position",
+    "UnreadableRecords",
     "ValueFormat",
     "register_components",
 ]

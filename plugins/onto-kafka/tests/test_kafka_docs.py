@@ -27,8 +27,21 @@ def test_the_reference_section_matches_the_component_specs() -> None:
 
 
 def test_every_dead_letter_header_the_source_sets_is_documented() -> None:
-    from onto_kafka import OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER
+    from onto_kafka import (
+        ERROR_HEADER,
+        LAST_OFFSET_HEADER,
+        OFFSET_HEADER,
+        PARTITION_HEADER,
+        TOPIC_HEADER,
+    )
 
     written = DOC.read_text(encoding="utf-8")
-    for header in (TOPIC_HEADER, PARTITION_HEADER, OFFSET_HEADER, "onto-error"):
+    for header in (
+        TOPIC_HEADER,
+        PARTITION_HEADER,
+        OFFSET_HEADER,
+        LAST_OFFSET_HEADER,
+        ERROR_HEADER,
+        "onto-error",
+    ):
         assert f"| `{header}` |" in written
