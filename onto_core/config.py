@@ -344,6 +344,15 @@ def _document_start_line(text: str, node: yaml.Node) -> int:
 # --- validation -------------------------------------------------------------------------
 
 
+class _Hidden:
+    """Stands for a secret's value in error messages."""
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
+
+
 def _show(value: Any) -> str:
     """``value`` as a config author wrote it in YAML, for "got ..." in messages."""
     if value is None:
@@ -374,8 +383,15 @@ _EXPECTED = {
 }
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    """One pydantic error as a sentence fragment ending in what was found."""
+def _describe(error: Mapping[str, Any], secret: bool = False) -> str:
+    """One pydantic error as a sentence fragment ending in what was found.
+
+    ``secret``: the value is a secret's, so it is never shown, whatever its type.
+    """
+    if secret:
+        raw = error.get("input")
+        text = _describe({**error, "input": _Hidden()})
+        return text.replace(str(raw), "***") if raw not in (None, "") else text
     kind: str = error["type"]
     ctx: Mapping[str, Any] = error.get("ctx") or {}
     got = _show(error.get("input"))
@@ -435,7 +451,8 @@ def _raise_validation(
     errors = exc.errors()
     first = _first_error(errors, loaded, prefix)
     path = _error_path(first, prefix)
-    message = _describe(first)
+    secret = any(isinstance(part, str) and is_secret_key(part) for part in path)
+    message = _describe(first, secret)
     allowed = allowed_keys(path) if first["type"] == "extra_forbidden" else None
     if allowed is not None and path:
         hint = closest_name(str(path[-1]), allowed)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from onto_core.config import (
     BatchPolicy,
@@ -290,3 +291,45 @@ def test_load_config_reads_the_file(tmp_path: Path) -> None:
     assert isinstance(config, OntoConfig)
     assert config.file == str(path)
     assert list(config.pipelines) == ["orders"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["[hunter2]", "{p: hunter2}", "12345678"],
+    ids=["list", "mapping", "number"],
+)
+def test_a_secret_of_the_wrong_type_is_never_echoed(value: str) -> None:
+    text = f"""
+datastore: {{type: sqlite}}
+pipelines:
+  p:
+    source: {{type: generate, count: 1}}
+    sinks:
+      - {{type: kafka_like, password: {value}}}
+"""
+    from onto_core import plugins
+    from onto_core.hookspecs import hookimpl
+
+    class Sink:
+        class Config(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            password: str
+
+        def __init__(self, config: object) -> None:
+            pass
+
+    class Plugin:
+        @hookimpl
+        def register_components(self, register: plugins.ComponentRegistrar) -> None:
+            register.sink("kafka_like", Sink)
+
+    name = plugins.register_plugin(Plugin(), name="secret-echo-test")
+    try:
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text, "p.yaml")
+    finally:
+        plugins.unregister_plugin(name)
+    message = str(caught.value)
+    assert "pipelines.p.sinks[0].password" in message
+    assert "hunter2" not in message
+    assert "12345678" not in message
