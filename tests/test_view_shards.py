@@ -550,3 +550,39 @@ def test_a_view_delivered_but_not_recorded_at_a_crash_is_sent_again_when_data_fl
     due = asyncio.run(processor(store, initial=False).due_messages())
     assert {m.value["key"] for m in due} == {m.value["key"] for m in sent[0]}
     assert all(m.value["version"] > sent[0][0].value["version"] for m in due)
+
+
+def test_a_view_pipeline_starts_ready_without_replaying_the_history_it_reflects(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from onto_core.testing import running
+
+    db = tmp_path / "onto.db"
+    store = SqliteDatastore(SqliteDatastore.Config(path=db))
+    store.open()
+    workload = MeetingWorkload(store, seed=16)
+    workload.setup(30)
+    for _ in range(400):  # a long history, all of it reflected by the first build
+        workload.step()
+    history = store.last_seq()
+    config = f"""
+datastore: {{type: sqlite, path: "{db}"}}
+pipelines:
+  sessions:
+    source: {{type: changes, collections: [meetings, tickets, users, locations]}}
+    processors: [{{type: view, view: "examples.meeting_room.views:MeetingSession"}}]
+    sinks: [{{type: memory, channel: ready}}]
+"""
+    for start in ("first", "restart"):
+        drop_channels()
+        with running(config) as runtime:
+            deadline = time.monotonic() + 20
+            while final_views(channel("ready").values()) != built_views(MeetingSession, store):
+                assert time.monotonic() < deadline, f"{start}: views not delivered"
+                time.sleep(0.02)
+            figures = runtime.metrics()["sessions"]
+        assert figures["in"] < 20, (start, figures["in"], history)  # not the ~1,000 changes
+    assert store.load_cursor("sessions") >= history
+    store.close()

@@ -164,6 +164,28 @@ class ChangesSource:
                 self._log_save_failure(failed)
             self._saver = asyncio.create_task(self._save_position())
 
+    async def skip_to(self, seq: int) -> None:
+        """Never deliver changes up to ``seq`` (a processor reflects them already).
+
+        Changes not read yet are not fetched; those fetched but not handed out are
+        dropped as if acked. The saved cursor moves past them, so a restart does not
+        replay them either.
+        """
+        if seq <= self._fetched and not self._ready:
+            return
+        kept: deque[Message] = deque()
+        for message in self._ready:
+            if message.offset <= seq and message.offset in self._unacked:
+                self._unacked.discard(message.offset)
+            else:
+                kept.append(message)
+        self._ready = kept
+        self._fetched = max(self._fetched, seq)
+        while self._order and self._order[0] not in self._unacked:
+            self._order.popleft()
+        if self._saved < self.position and (self._saver is None or self._saver.done()):
+            self._saver = asyncio.create_task(self._save_position())
+
     async def nack(self, message: Message, error: BaseException) -> None:
         """Deliver the change again, ahead of everything not yet read."""
         if message.offset in self._unacked:

@@ -216,6 +216,10 @@ class ViewProcessor:
         self._log(f"shards {_ranges(engine.owned)} owned", len(gained), len(lost))
         return self._messages(updates)
 
+    def reflected_position(self) -> int | None:
+        """The change-feed position the views held were built at: older changes are moot."""
+        return self._require_engine().reflected_position()
+
     def _log(self, what: str, gained: int, lost: int) -> None:
         if self._ctx is not None and self.engine is not None:
             self._ctx.log.info(

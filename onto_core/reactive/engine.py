@@ -213,6 +213,16 @@ class ReactiveEngine:
                 updates += self._tolerant_rebuild(root_id, self._dirty.pop(root_id))
             return updates
 
+    def reflected_position(self) -> int | None:
+        """The feed position every shard held was built at or after (``None``: none held).
+
+        Changes up to it change nothing here; shards taken on later are built later.
+        """
+        with self._lock:
+            if not self.owned:
+                return None
+            return min(self._built_at.get(shard, 0) for shard in self.owned)
+
     def owns(self, root_id: str) -> bool:
         """Whether root ``root_id`` is in a shard this engine holds."""
         return self.shard_of(root_id) in self.owned

@@ -112,6 +112,9 @@ class PipelineRunner:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._woken = False
+        # Set once the processors' first due messages are out: only then does reading
+        # start, so what they reflect is skipped at the source (see _skip_reflected).
+        self._may_read = asyncio.Event()
         # Processors told the fate of their outputs (``settled``), by index.
         self._settled = {
             i: fn
@@ -241,6 +244,7 @@ class PipelineRunner:
     # --- reading ------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
+        await self._may_read.wait()
         source = self.source.instance
         read_batch = optional_method(source, "read_batch")
         read_one = as_async(source.read)
@@ -276,7 +280,10 @@ class PipelineRunner:
     # --- processing and delivery --------------------------------------------------------
 
     async def _work_loop(self) -> None:
-        await self._emit_due()
+        try:
+            await self._emit_due()
+        finally:
+            self._may_read.set()
         linger = self.config.batch.linger_ms / 1000
         try:
             while True:
@@ -360,6 +367,7 @@ class PipelineRunner:
             if due is None:
                 continue
             messages = list(await due())
+            await self._skip_reflected(processor)
             size = self.config.batch.size
             for start in range(0, len(messages), size):
                 now = time.monotonic()
@@ -368,6 +376,22 @@ class PipelineRunner:
                 if index in self._settled:
                     produced.insert(0, (index, [(item, item.message) for item in items]))
                 await self._tell_settled(produced)
+
+    async def _skip_reflected(self, processor: _Component) -> None:
+        """Let the source skip what a processor says it already reflects (start ready).
+
+        A processor's ``reflected_position()`` is a source position up to which every
+        message would change nothing (the ``view`` processor: the change-feed position its
+        views were built at); a source with ``skip_to(position)`` then stops delivering
+        those, instead of replaying history only to have it skipped.
+        """
+        reflected = optional_method(processor.instance, "reflected_position")
+        skip = optional_method(self.source.instance, "skip_to")
+        if reflected is None or skip is None or processor is not self.processors[0]:
+            return
+        position = await reflected()
+        if position is not None:
+            await skip(position)
 
     async def _handle(
         self, items: list[_Item], first: int, first_try: bool = False, attempts: int | None = None
