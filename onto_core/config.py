@@ -93,7 +93,14 @@ class RetryPolicy(_Strict):
 class BatchPolicy(_Strict):
     """How messages are grouped on their way to the sinks."""
 
-    size: int = Field(1, ge=1, description="Most messages handed to a sink in one write.")
+    size: int = Field(
+        100,
+        ge=1,
+        description=(
+            "Most messages taken, processed and handed to a sink at once; with linger_ms"
+            " 0 a batch is whatever is ready, so a lone message never waits."
+        ),
+    )
     linger_ms: float = Field(
         0, ge=0, description="How long to wait for a batch to fill before sending it anyway."
     )

@@ -146,7 +146,7 @@ def test_defaults_are_applied() -> None:
     assert pipeline.name == "orders"
     assert pipeline.guarantee is Guarantee.AT_LEAST_ONCE
     assert pipeline.buffer == 1000
-    assert pipeline.batch == BatchPolicy(size=1, linger_ms=0)
+    assert pipeline.batch == BatchPolicy(size=100, linger_ms=0)
     assert pipeline.retry == RetryPolicy(
         max_attempts=5, initial_backoff=0.05, max_backoff=5.0, multiplier=2.0
     )

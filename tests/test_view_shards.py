@@ -586,3 +586,38 @@ pipelines:
         assert figures["in"] < 20, (start, figures["in"], history)  # not the ~1,000 changes
     assert store.load_cursor("sessions") >= history
     store.close()
+
+
+def test_a_batch_builds_each_affected_root_once_and_ends_as_change_by_change_would(
+    store: SqliteDatastore,
+) -> None:
+    workload = MeetingWorkload(store, seed=17)
+    meeting_id = workload.setup(6)[0]
+    batched = ReactiveEngine(MeetingSession, store)
+    one_by_one = ReactiveEngine(MeetingSession, store)
+    out_batched = [u.to_dict() for u in batched.bootstrap()]
+    out_single = [u.to_dict() for u in one_by_one.bootstrap()]
+    seen = store.last_seq()
+    tickets = list(Meeting.get(meeting_id, store).tickets.values())
+    for ref in tickets:  # three changes to one meeting's views...
+        ticket = Ticket.get(ref.doc_id, store)
+        ticket.attendance = not ticket.attendance
+        ticket.save(store)
+    for _ in range(20):  # ...and others
+        workload.step()
+    changes = store.changes(seen, 1000)
+    before = batched.recomputes
+    results = batched.apply_many(changes)
+    assert len(results) == len(changes)
+    rebuilt_roots = {u.root for updates in results for u in updates}
+    assert batched.recomputes - before <= len(changes)
+    for change in changes:
+        out_single += [u.to_dict() for u in one_by_one.apply(change)]
+    assert one_by_one.recomputes - before > batched.recomputes - before
+    out_batched += [u.to_dict() for updates in results for u in updates]
+    truth = built_views(MeetingSession, store)
+    assert final_views(out_batched) == final_views(out_single) == truth
+    # the meeting touched three times yields its updates once, with the last change
+    mine = [i for i, updates in enumerate(results) if any(u.root == meeting_id for u in updates)]
+    assert len(mine) <= 1
+    assert meeting_id in rebuilt_roots or not any(k.startswith(f"{meeting_id}/") for k in truth)

@@ -239,17 +239,13 @@ class ViewProcessor:
         return self._messages(updates)
 
     def process_batch(self, messages: list[Message]) -> list[list[Message]]:
-        """``process`` for each message, with one view-state write for the whole batch."""
+        """The batch's changes, each affected root built once, one view-state write.
+
+        A root touched by several changes of the batch is built once; its updates go
+        out with the last of them (the others yield nothing).
+        """
         engine = self._require_engine()
-        results: list[list[ViewUpdate]] = []
-        try:
-            for message in messages:
-                results.append(engine.apply(self._change(message)))
-        except Exception:
-            # The runtime processes the batch again one by one: what was built here
-            # must then be emitted again.
-            engine.forget(u for updates in results for u in updates)
-            raise
+        results = engine.apply_many([self._change(m) for m in messages])
         self._mark_pending([u for updates in results for u in updates])
         return [self._messages(updates) for updates in results]
 

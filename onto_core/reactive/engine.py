@@ -257,6 +257,39 @@ class ReactiveEngine:
                     raise
             return updates
 
+    def apply_many(self, changes: list[Change]) -> list[list[ViewUpdate]]:
+        """``apply`` for a batch, building each affected root once: its updates go with the
+        last change that touched it, at the highest version among those changes.
+
+        One build per root is enough: a build reads the store as it is now, which holds
+        every change of the batch, and any root whose reads a change of the batch widens
+        is affected by that change already.
+        """
+        with self._lock:
+            due: dict[str, tuple[int, int]] = {}  # root → (index of its last change, seq)
+            for index, change in enumerate(changes):
+                for root_id in self.affected_roots(change):
+                    shard = self.shard_of(root_id)
+                    if change.seq <= self._built_at.get(shard, change.seq):
+                        continue
+                    if shard in self.suspended:
+                        self._dirty[root_id] = max(change.seq, self._dirty.get(root_id, 0))
+                        continue
+                    seq = max(change.seq, due.get(root_id, (0, 0))[1])
+                    due[root_id] = (index, seq)
+            results: list[list[ViewUpdate]] = [[] for _ in changes]
+            built: list[ViewUpdate] = []
+            try:
+                for root_id in sorted(due):
+                    index, seq = due[root_id]
+                    updates = self._rebuild(root_id, seq)
+                    results[index] += updates
+                    built += updates
+            except Exception:
+                self._forget(built)  # the batch is retried change by change
+                raise
+            return results
+
     def affected_roots(self, change: Change) -> set[str]:
         """Root ids (of the shards held) whose last build read something ``change`` touches."""
         roots = set(self._by_doc.get((change.collection, change.doc_id), ()))

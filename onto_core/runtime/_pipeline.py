@@ -543,7 +543,8 @@ class PipelineRunner:
         for start in range(0, len(entries), cap):
             chunk = entries[start : start + cap]
             left = attempts or self._attempts
-            whole = left == 1 and not first_try  # one attempt only: never write twice
+            # At most once, a message is never written twice: a failed batch is given up.
+            whole = self.config.guarantee is Guarantee.AT_MOST_ONCE
             if len(chunk) > 1 or whole:
                 try:
                     await write([out for _, out in chunk])
