@@ -59,6 +59,7 @@ pipelines:
   orders:
     source: {{type: changes, collections: [orders], poll_interval: 0.05}}
     sinks: [{{type: file, path: "{out}", fsync: true}}]
+    batch: {{size: 1}}  # one fsync per change: slow enough to be killed mid-stream
 """)
     store = SqliteDatastore(SqliteDatastore.Config(path=db))
     store.open()
