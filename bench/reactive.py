@@ -82,8 +82,13 @@ pipelines:
     runtime = Runtime(config, datastore=store)  # same store: writes wake the feed at once
     task = asyncio.create_task(runtime.run())
     engine, runner = None, None
-    # Until the views are built and the feed's backlog (the bulk load) is consumed.
-    while engine is None or runner.metrics.acked < engine.snapshot_seq or not engine.snapshot_seq:
+    # Until the views are built and the feed's backlog (the bulk load) is behind the
+    # source: skipped at start (the build reflects it) or processed.
+    while (
+        engine is None
+        or not engine.snapshot_seq
+        or runner.source.instance.position < engine.snapshot_seq
+    ):
         await asyncio.sleep(0.01)
         runner = runtime.runners.get("sessions")
         engine = runner.processors[0].instance.engine if runner else None
