@@ -157,12 +157,7 @@ class ChangesSource:
         far; ``close()`` waits for the last one.
         """
         self._unacked.discard(message.offset)
-        while self._order and self._order[0] not in self._unacked:
-            self._order.popleft()
-        if self._saved < self.position and (self._saver is None or self._saver.done()):
-            if self._saver is not None and (failed := self._saver.exception()) is not None:
-                self._log_save_failure(failed)
-            self._saver = asyncio.create_task(self._save_position())
+        self._save_soon()
 
     async def skip_to(self, seq: int) -> None:
         """Never deliver changes up to ``seq`` (a processor reflects them already).
@@ -181,9 +176,16 @@ class ChangesSource:
                 kept.append(message)
         self._ready = kept
         self._fetched = max(self._fetched, seq)
+        self._save_soon()
+
+    def _save_soon(self) -> None:
+        """Move the position past what is done and save it in the background (one save at
+        a time, each covering everything done so far)."""
         while self._order and self._order[0] not in self._unacked:
             self._order.popleft()
         if self._saved < self.position and (self._saver is None or self._saver.done()):
+            if self._saver is not None and (failed := self._saver.exception()) is not None:
+                self._log_save_failure(failed)
             self._saver = asyncio.create_task(self._save_position())
 
     async def nack(self, message: Message, error: BaseException) -> None:

@@ -232,11 +232,7 @@ class ViewProcessor:
             )
 
     def process(self, message: Message) -> list[Message]:
-        engine = self._require_engine()
-        change = self._change(message)
-        updates = engine.apply(change)
-        self._mark_pending(updates)
-        return self._messages(updates)
+        return self.process_batch([message])[0]
 
     def process_batch(self, messages: list[Message]) -> list[list[Message]]:
         """The batch's changes, each affected root built once, one view-state write.

@@ -239,23 +239,7 @@ class ReactiveEngine:
 
     def apply(self, change: Change) -> list[ViewUpdate]:
         """Rebuild the views ``change`` affects; the updates to emit, in key order."""
-        with self._lock:
-            updates: list[ViewUpdate] = []
-            for root_id in sorted(self.affected_roots(change)):
-                shard = self.shard_of(root_id)
-                if change.seq <= self._built_at.get(shard, change.seq):
-                    continue
-                if shard in self.suspended:
-                    self._dirty[root_id] = max(change.seq, self._dirty.get(root_id, 0))
-                    continue
-                try:
-                    updates += self._rebuild(root_id, change.seq)
-                except Exception:
-                    # The change fails (to be retried); what was built for it is lost,
-                    # so the next build of those roots must emit it again.
-                    self._forget(updates)
-                    raise
-            return updates
+        return self.apply_many([change])[0]
 
     def apply_many(self, changes: list[Change]) -> list[list[ViewUpdate]]:
         """``apply`` for a batch, building each affected root once: its updates go with the
