@@ -21,7 +21,7 @@ import pytest
 from examples.meeting_room.models import Meeting, Ticket
 from examples.meeting_room.views import MeetingSession
 from onto_core.builtin.sqlite import SqliteDatastore
-from onto_core.testing import built_views, final_views, json_lines, onto_run
+from onto_core.testing import built_views, differing_views, final_views, json_lines, onto_run
 from tests.meeting_fixtures import MeetingWorkload
 
 pytestmark = pytest.mark.slow
@@ -83,12 +83,7 @@ class Settled:
 
     def __repr__(self) -> str:
         seen, truth = final_views(updates(self.out)), built_views(MeetingSession, self.store)
-        wrong = {
-            k: {"delivered": seen.get(k), "truth": truth.get(k)}
-            for k in sorted(seen.keys() | truth.keys())
-            if seen.get(k) != truth.get(k)
-        }
-        return f"views that differ: {json.dumps(wrong)[:4000]}"
+        return f"views that differ: {json.dumps(differing_views(seen, truth))[:4000]}"
 
 
 def settled(store: SqliteDatastore, out: Path) -> Callable[[], bool]:

@@ -29,8 +29,8 @@ from onto_core.testing.conformance import (  # noqa: E402
     call,
     run,
 )
-from onto_core.testing.processes import json_lines, onto_run  # noqa: E402
-from onto_core.testing.views import built_views, final_views  # noqa: E402
+from onto_core.testing.processes import json_lines, npm_ci, onto_run  # noqa: E402
+from onto_core.testing.views import built_views, differing_views, final_views  # noqa: E402
 
 __all__ = [
     "JSON_VALUES",
@@ -40,8 +40,10 @@ __all__ = [
     "SourceHarness",
     "built_views",
     "call",
+    "differing_views",
     "final_views",
     "json_lines",
+    "npm_ci",
     "onto_run",
     "run",
     "running",

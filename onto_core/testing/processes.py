@@ -1,9 +1,11 @@
-"""Running ``onto run`` in its own process, and reading what its file sinks wrote."""
+"""Running ``onto run`` in its own process, reading what its file sinks wrote, and
+installing the npm packages a test drives."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["json_lines", "onto_run"]
+import pytest
+
+__all__ = ["json_lines", "npm_ci", "onto_run"]
 
 
 @contextmanager
@@ -53,3 +57,25 @@ def json_lines(path: Path) -> list[Any]:
         return []
     text = path.read_text(encoding="utf-8")
     return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
+
+
+def npm_ci(folder: Path, package: str) -> None:
+    """``npm ci`` in ``folder`` (from its lock file) unless ``package`` is installed there.
+
+    Fails the test, naming ``package``, when npm is missing or the install fails.
+    """
+    if (folder / "node_modules" / package).is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail(f"npm is not installed: the tests need it to install {package}")
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"`npm ci` of {package} in {folder} failed: {done.stderr or done.stdout}")

@@ -9,7 +9,7 @@ from onto_core.models.datastore import Datastore
 from onto_core.models.view import ViewModel
 from onto_core.reactive.engine import ReactiveEngine
 
-__all__ = ["built_views", "final_views"]
+__all__ = ["built_views", "differing_views", "final_views"]
 
 
 def final_views(updates: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -31,3 +31,14 @@ def built_views(view: type[ViewModel], store: Datastore) -> dict[str, dict[str, 
     """Every view of ``view`` built from ``store`` as it is now, by key: the truth to compare."""
     engine = ReactiveEngine(view, store)
     return {u.key: u.data for u in engine.bootstrap() if u.data is not None}
+
+
+def differing_views(
+    delivered: dict[str, dict[str, Any]], truth: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The keys where ``delivered`` and ``truth`` disagree, with both sides, for messages."""
+    return {
+        key: {"delivered": delivered.get(key), "truth": truth.get(key)}
+        for key in sorted(delivered.keys() | truth.keys())
+        if delivered.get(key) != truth.get(key)
+    }

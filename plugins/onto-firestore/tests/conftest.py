@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from onto_core.testing import npm_ci
+
 EMULATOR_DIR = Path(__file__).resolve().parent.parent / "emulator"
 
 
@@ -27,25 +29,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def install_emulator() -> None:
-    """``npm ci`` in the emulator folder, once, when its dependencies are not installed."""
-    if (EMULATOR_DIR / "node_modules" / "@firestore-emulator" / "server").is_dir():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("npm is not installed: the Firestore tests need it to install the emulator")
-    done = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=EMULATOR_DIR,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"`npm ci` of the Firestore emulator failed: {done.stderr or done.stdout}")
 
 
 class Emulator:
@@ -60,7 +43,7 @@ class Emulator:
         node = shutil.which("node")
         if node is None:
             pytest.fail("node is not installed: the Firestore tests need it for the emulator")
-        install_emulator()
+        npm_ci(EMULATOR_DIR, "@firestore-emulator/server")
         process = subprocess.Popen(
             [node, str(EMULATOR_DIR / "launch.js"), str(self.port)],
             cwd=EMULATOR_DIR,

@@ -27,7 +27,7 @@ from examples.meeting_room.models import Location, Meeting, Ticket, User
 from examples.meeting_room.views import MeetingSession
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.reactive.engine import shard_of
-from onto_core.testing import built_views, final_views, json_lines, onto_run
+from onto_core.testing import built_views, differing_views, final_views, json_lines, onto_run
 from tests.meeting_fixtures import MeetingWorkload
 
 pytestmark = pytest.mark.slow
@@ -135,7 +135,7 @@ class Deployment:
         try:
             wait_until(correct, timeout, what)
         except BaseException:
-            wrong = diff(final_views(self.updates()), self.truth())
+            wrong = differing_views(final_views(self.updates()), self.truth())
             print(f"views still wrong after {what}: {json.dumps(wrong, indent=1)[:3000]}")
             raise
 
@@ -150,14 +150,6 @@ class Deployment:
     def close(self) -> None:
         self.stack.close()
         self.store.close()
-
-
-def diff(seen: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: {"delivered": seen.get(k), "truth": truth.get(k)}
-        for k in sorted(seen.keys() | truth.keys())
-        if seen.get(k) != truth.get(k)
-    }
 
 
 def exit_figures(log: Path) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 
 from examples.meeting_room.seed import seed
 from onto_core.builtin.sqlite import SqliteDatastore
-from onto_core.testing import running
+from onto_core.testing import npm_ci, running
 from onto_websocket.testing import ViewClient, free_port
 
 SESSION = "examples.meeting_room.views:MeetingSession"
@@ -109,20 +108,10 @@ def serve(store: SqliteDatastore, clients: list[ViewClient]) -> Serve:
 @pytest.fixture(scope="session")
 def node_client() -> Callable[[str], list[str]]:
     """The command running ``tests/node/<script>`` with socket.io-client installed."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("node and npm must be installed: these tests run the official socket.io-client")
-    if not (NODE_DIR / "node_modules" / "socket.io-client").is_dir():
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"`npm ci` of socket.io-client failed: {done.stderr or done.stdout}")
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node must be installed: these tests run the official socket.io-client")
+    npm_ci(NODE_DIR, "socket.io-client")
 
     def command(script: str) -> list[str]:
         return [node, str(NODE_DIR / script)]
