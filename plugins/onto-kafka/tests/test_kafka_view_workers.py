@@ -104,6 +104,15 @@ class Deployment:
         log = self.log(name)
         self.workers[name] = self.stack.enter_context(onto_run(self.config, log, env, ROOT))
 
+    def start_built(self, wait_until: Callable[..., Any], *names: str) -> None:
+        """Start workers ``names``; return once each owns shards and the views are right."""
+        for name in names:
+            self.start(name)
+        wait_until(
+            lambda: all(self.owned(n) for n in names), 60, f"{', '.join(names)} to own shards"
+        )
+        self.wait_correct(wait_until, "the first build")
+
     def log(self, name: str) -> Path:
         return self.tmp / f"{name}.log"
 
@@ -186,10 +195,7 @@ def test_workers_together_deliver_what_one_engine_builds(
     d, store = deployment, deployment.store
     d.workload.setup(16)
     d.publish()
-    for i in range(workers):
-        d.start(f"w{i}")
-    wait_until(lambda: all(d.owned(n) for n in d.workers), 60, "every worker to own shards")
-    d.wait_correct(wait_until, "the first build")
+    d.start_built(wait_until, *(f"w{i}" for i in range(workers)))
 
     # A participant added to a meeting in one shard, then changed from another shard.
     a, b = two_meetings_in_different_shards(store)
@@ -255,10 +261,7 @@ def test_killed_worker_is_taken_over_and_a_rejoining_one_takes_a_share_back(
     d = deployment
     d.workload.setup(16)
     d.publish()
-    d.start("w0")
-    d.start("w1")
-    wait_until(lambda: d.owned("w0") and d.owned("w1"), 60, "both workers to own shards")
-    d.wait_correct(wait_until, "the first build")
+    d.start_built(wait_until, "w0", "w1")
     for _ in range(30):
         d.workload.step()
     d.kill("w1")  # mid-stream: some of its changes may be in flight, unacked
@@ -284,9 +287,7 @@ def test_a_worker_joining_mid_stream_never_sends_a_view_backwards(
     d = deployment
     d.workload.setup(16)
     d.publish()
-    d.start("w0")
-    wait_until(lambda: d.owned("w0"), 60, "the first worker to own shards")
-    d.wait_correct(wait_until, "the first build")
+    d.start_built(wait_until, "w0")
     before = {u["key"]: u["version"] for u in d.updates()}
     d.start("w1")
     for _ in range(60):  # changes keep coming while the new worker joins
@@ -322,11 +323,8 @@ def test_each_worker_holds_and_recomputes_its_share(
         + '"}]\n'
     )
     d.publish()
-    d.start("w0")
-    d.start("w1")
     with onto_run(single, tmp_path / "single.log", d.env, ROOT) as alone:
-        wait_until(lambda: d.owned("w0") and d.owned("w1"), 60, "both workers to own shards")
-        d.wait_correct(wait_until, "the first build")
+        d.start_built(wait_until, "w0", "w1")
         for _ in range(200):
             d.workload.step()
         d.wait_correct(wait_until, "200 changes")
