@@ -32,6 +32,20 @@ def bulk_meetings(store: Any, count: int, participants: int = 3) -> None:
     store.commit({}, writes)
 
 
+def give_ticket(meeting: Meeting, uid: str, ticket: Ref[Ticket]) -> None:
+    """Make ``uid`` a participant of ``meeting`` holding ``ticket`` (save the meeting after)."""
+    meeting.users = [*meeting.users, Ref(User, uid)]
+    meeting.tickets = {**meeting.tickets, uid: ticket}
+
+
+def take_ticket(meeting: Meeting, uid: str) -> Ref[Ticket]:
+    """Remove participant ``uid`` from ``meeting``; their ticket (save the meeting after)."""
+    ticket = meeting.tickets[uid]
+    meeting.tickets = {u: t for u, t in meeting.tickets.items() if u != uid}
+    meeting.users = [r for r in meeting.users if r.doc_id != uid]
+    return ticket
+
+
 class MeetingWorkload:
     """Random meeting-room changes of every kind a view must follow, made on ``store``.
 
@@ -81,8 +95,7 @@ class MeetingWorkload:
     def _add(self, meeting: Meeting, uid: str) -> None:
         ticket = Ticket(id=self._new_id("ticket"), user=Ref(User, uid))
         ticket.save(self.store)
-        meeting.users = [*meeting.users, Ref(User, uid)]
-        meeting.tickets = {**meeting.tickets, uid: ticket.ref}
+        give_ticket(meeting, uid, ticket.ref)
 
     def step(self) -> str:
         """Make one random change; what it did, for failure messages."""
@@ -120,15 +133,12 @@ class MeetingWorkload:
                 return f"add {uid} to {meeting.id}"
         if kind in ("remove", "move") and meeting.tickets:
             uid = rng.choice(list(meeting.tickets))
-            ref = meeting.tickets[uid]
-            meeting.tickets = {u: t for u, t in meeting.tickets.items() if u != uid}
-            meeting.users = [r for r in meeting.users if r.doc_id != uid]
+            ref = take_ticket(meeting, uid)
             meeting.save(self.store)
             others = [m for m in meetings if m.id != meeting.id and uid not in m.tickets]
             if kind == "move" and others:
                 target = rng.choice(others)
-                target.tickets = {**target.tickets, uid: ref}
-                target.users = [*target.users, Ref(User, uid)]
+                give_ticket(target, uid, ref)
                 target.save(self.store)
                 return f"move the ticket of {uid} from {meeting.id} to {target.id}"
             self.store.delete("tickets", ref.doc_id)

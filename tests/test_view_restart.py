@@ -22,7 +22,7 @@ from examples.meeting_room.models import Meeting, Ticket
 from examples.meeting_room.views import MeetingSession
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.testing import built_views, differing_views, final_views, json_lines, onto_run
-from tests.meeting_fixtures import MeetingWorkload
+from tests.meeting_fixtures import MeetingWorkload, take_ticket
 
 pytestmark = pytest.mark.slow
 
@@ -100,8 +100,7 @@ def changes_while_stopped(store: SqliteDatastore, meetings: list[str]) -> dict[s
     ticket.save(store)
     shrunk = Meeting.get(meetings[2], store)
     gone_user = sorted(shrunk.tickets)[0]
-    shrunk.tickets = {u: t for u, t in shrunk.tickets.items() if u != gone_user}
-    shrunk.users = [r for r in shrunk.users if r.doc_id != gone_user]
+    take_ticket(shrunk, gone_user)
     shrunk.save(store)
     return {
         "deleted": deleted.id,

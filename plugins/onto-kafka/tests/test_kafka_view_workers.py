@@ -28,7 +28,7 @@ from examples.meeting_room.views import MeetingSession
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.reactive.engine import shard_of
 from onto_core.testing import built_views, differing_views, final_views, json_lines, onto_run
-from tests.meeting_fixtures import MeetingWorkload
+from tests.meeting_fixtures import MeetingWorkload, give_ticket, take_ticket
 
 pytestmark = pytest.mark.slow
 
@@ -202,8 +202,7 @@ def test_workers_together_deliver_what_one_engine_builds(
     newcomer = next(u for u in d.workload.users if u not in a.tickets and u not in b.tickets)
     ticket = Ticket(id="ticket-newcomer", user=User.get(newcomer, store).ref)
     ticket.save(store)
-    a.tickets = {**a.tickets, newcomer: ticket.ref}
-    a.users = [*a.users, User.get(newcomer, store).ref]
+    give_ticket(a, newcomer, ticket.ref)
     a.save(store)
     d.wait_correct(wait_until, "a participant added")
     user = User.get(newcomer, store)
@@ -218,8 +217,7 @@ def test_workers_together_deliver_what_one_engine_builds(
         extra = Ticket(id="ticket-shared", user=shared.ref)
         extra.save(store)
         a = Meeting.get(a.id, store)
-        a.tickets = {**a.tickets, shared.id: extra.ref}
-        a.users = [*a.users, shared.ref]
+        give_ticket(a, shared.id, extra.ref)
         a.save(store)
     shared.first_name = "Shared"
     shared.save(store)
@@ -230,12 +228,10 @@ def test_workers_together_deliver_what_one_engine_builds(
     moved = Ticket.get(a.tickets[newcomer].doc_id, store)
     moved.attendance = False
     moved.save(store)
-    a.tickets = {u: t for u, t in a.tickets.items() if u != newcomer}
-    a.users = [r for r in a.users if r.doc_id != newcomer]
+    take_ticket(a, newcomer)
     a.save(store)
     b = Meeting.get(b.id, store)
-    b.tickets = {**b.tickets, newcomer: moved.ref}
-    b.users = [*b.users, moved.user]
+    give_ticket(b, newcomer, moved.ref)
     b.save(store)
     moved.attendance = True
     moved.save(store)
