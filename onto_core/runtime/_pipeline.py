@@ -493,7 +493,7 @@ class PipelineRunner:
             except Exception as exc:
                 self.metrics.failed += 1
                 _record_error(message, exc, attempt)
-                if first_try and self._attempts > 1:
+                if first_try:  # only ever with retries left (see _retry_aside)
                     self.metrics.retried += 1
                     self.log.warning(
                         "%s failed on message %s; retrying it aside while later messages go on: %s",
@@ -582,7 +582,9 @@ class PipelineRunner:
             if item.deferred or (key is not None and key in failed_keys):
                 item.deferred = True
                 continue
-            if await self._attempt(functools.partial(write, [out]), out, sink.label, 1, True):
+            if await self._attempt(
+                functools.partial(write, [out]), out, sink.label, first_try=True
+            ):
                 self.metrics.messages_out += 1
             else:
                 item.deferred = True
