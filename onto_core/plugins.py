@@ -49,10 +49,13 @@ log = logging.getLogger("onto.plugins")
 
 # Components of the project's own plugins, so an unknown type can say what to install.
 _PROVIDED_BY: dict[tuple[str, str], str] = {
-    **{("source", n): "onto-rest" for n in ("rest",)},
-    **{("source", n): "onto-jsonrpc" for n in ("jsonrpc",)},
-    **{(k, "websocket"): "onto-websocket" for k in ("source", "sink")},
-    **{(k, "kafka"): "onto-kafka" for k in ("source", "sink", "coordinator")},
+    ("source", "rest"): "onto-rest",
+    ("source", "jsonrpc"): "onto-jsonrpc",
+    ("source", "websocket"): "onto-websocket",
+    ("sink", "websocket"): "onto-websocket",
+    ("source", "kafka"): "onto-kafka",
+    ("sink", "kafka"): "onto-kafka",
+    ("coordinator", "kafka"): "onto-kafka",
     ("processor", "kafka_decode"): "onto-kafka",
     ("datastore", "firestore"): "onto-firestore",
     ("sink", "firestore"): "onto-firestore",

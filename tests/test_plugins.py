@@ -555,3 +555,17 @@ def test_a_type_of_an_onto_plugin_not_installed_says_what_to_install(
         "; source 'rest' comes with the onto-rest plugin: `pip install onto-rest`"
         " (in a checkout of onto: `uv run --all-packages onto ...`)"
     )
+
+
+def test_the_install_hints_name_every_component_of_the_projects_plugins(
+    onto_plugins_reset: None,
+) -> None:
+    """Each component an onto plugin registers is in the hint table, with its distribution."""
+    found = {
+        (c.kind, c.name): plugins._hub.plugins[c.plugin].distribution
+        for c in plugins.list_components()
+        if c.plugin != "builtin"
+        and (plugins._hub.plugins[c.plugin].distribution or "").startswith("onto-")
+    }
+    assert found
+    assert found == plugins._PROVIDED_BY
