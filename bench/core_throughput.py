@@ -56,7 +56,7 @@ def onto(values: list[bytes], batch: int) -> float:
     config = parse_config(f"""
 pipelines:
   bench:
-    source: {{type: memory, channel: bench-in}}
+    source: {{type: memory, channel: bench-in, keep_acked: {KEEP}}}
     processors: [{{type: map, function: "{__name__}:transform"}}]
     sinks: [{{type: memory, channel: bench-out, keep_last: {KEEP}}}]
     buffer: {batch * 10}

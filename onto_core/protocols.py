@@ -2,8 +2,8 @@
 
 Any method below may be written ``def`` or ``async def``; the runtime awaits coroutines and
 runs plain functions in a worker thread, so a blocking client library never stalls other
-pipelines. Optional methods (``start``, ``close``, ``read_batch``, ``process_batch``) are
-looked up by name and skipped when absent.
+pipelines. Optional methods (``start``, ``close``, ``read_batch``, ``ack_batch``, ``process_batch``)
+are looked up by name and skipped when absent.
 
 Lifecycle of a pipeline::
 
@@ -29,7 +29,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -67,7 +67,10 @@ def _new_id() -> str:
     return f"{_ID_PREFIX}-{next(_ID_COUNTER)}"
 
 
-@dataclass(slots=True)
+_now = time.time
+_new_message = object.__new__  # a Message without running __init__ (see ``derive``)
+
+
 class Message:
     """One unit of data moving through a pipeline.
 
@@ -77,24 +80,92 @@ class Message:
     ``channel`` names where the message came from (topic, collection, ...). ``timestamp`` is
     seconds since the epoch. ``offset`` is the source's own position marker, opaque to
     everyone else, which it reads back in ``ack``/``nack``.
+
+    A message costs one object until it is asked for more: its ``id`` is drawn the first
+    time it is read (unique all the same) and its ``headers`` dict is made the first time
+    it is touched, so a message nobody names or labels never pays for either.
     """
 
-    value: Any
-    key: str | None = None
-    id: str = field(default_factory=_new_id)
-    headers: dict[str, str] = field(default_factory=dict)
-    channel: str | None = None
-    timestamp: float = field(default_factory=time.time)
-    offset: Any = None
+    __slots__ = ("_headers", "_id", "channel", "key", "offset", "timestamp", "value")
+
+    def __init__(
+        self,
+        value: Any,
+        key: str | None = None,
+        id: str | None = None,
+        headers: dict[str, str] | None = None,
+        channel: str | None = None,
+        timestamp: float | None = None,
+        offset: Any = None,
+    ) -> None:
+        self.value = value
+        self.key = key
+        self._id = id
+        self._headers = headers
+        self.channel = channel
+        self.timestamp = _now() if timestamp is None else timestamp
+        self.offset = offset
+
+    @property
+    def id(self) -> str:
+        found = self._id
+        if found is None:
+            found = self._id = _new_id()
+        return found
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self._id = value
+
+    @property
+    def headers(self) -> dict[str, str]:
+        found = self._headers
+        if found is None:
+            found = self._headers = {}
+        return found
+
+    @headers.setter
+    def headers(self, value: dict[str, str]) -> None:
+        self._headers = value
 
     def derive(self, value: Any, **changes: Any) -> Message:
         """A new message carrying ``value`` that keeps this one's key, headers and channel."""
-        derived = Message(
-            value, self.key, _new_id(), dict(self.headers), self.channel, self.timestamp
-        )
-        for name, changed in changes.items():
-            setattr(derived, name, changed)
+        derived = _new_message(Message)
+        derived.value = value
+        derived.key = self.key
+        derived._id = None
+        headers = self._headers
+        derived._headers = dict(headers) if headers else None
+        derived.channel = self.channel
+        derived.timestamp = self.timestamp
+        derived.offset = None
+        if changes:
+            for name, changed in changes.items():
+                setattr(derived, name, changed)
         return derived
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.value,
+            self.key,
+            self.id,
+            self.headers,
+            self.channel,
+            self.timestamp,
+            self.offset,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the values it carries
+
+    def __repr__(self) -> str:
+        names = ("value", "key", "id", "headers", "channel", "timestamp", "offset")
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True))
+        return f"Message({shown})"
 
     def to_dict(self) -> dict[str, Any]:
         """The message as a JSON-ready dict (used by file/stdout sinks and dead letters)."""
@@ -141,7 +212,10 @@ class Source(Protocol):
     delivered again; ``nack(msg, error)`` says it was not processed, and a source that can
     redeliver should; ``close()`` (optional) releases connections and must be safe to call
     twice. An optional ``read_batch(max_messages)`` returns up to that many ready messages
-    (at least one, or an empty list once exhausted) and is used when present.
+    (at least one, or an empty list once exhausted) and is used when present. An optional
+    ``ack_batch(msgs)`` acks several messages, in order, with one call (a source that
+    saves its position per ack saves it once); when present the runtime calls it instead
+    of ``ack`` for every batch delivered whole, so it must mean exactly ``ack`` on each.
 
     Class attribute ``guarantees`` lists what the source can give: ``at_least_once`` needs
     a source that redelivers what was never acked (after a restart, for durable sources).

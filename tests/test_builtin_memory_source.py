@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -21,3 +22,19 @@ class TestMemorySource(SourceConformance):
             channel("conformance").put(*values)
 
         return SourceHarness(new_source=lambda: MemorySource(config), write=write)
+
+
+@pytest.mark.parametrize(("keep", "kept"), [(None, [0, 1, 2, 3, 4]), (2, [3, 4]), (0, [])])
+def test_keep_acked_bounds_the_channels_record_of_acks(
+    onto_plugins_reset: None, keep: int | None, kept: list[int]
+) -> None:
+    channel("bounded").put(*range(5))
+    source = MemorySource(MemorySource.Config(channel="bounded", keep_acked=keep))
+
+    async def scenario() -> None:
+        messages = await source.read_batch(5)
+        await source.ack(messages[0])
+        await source.ack_batch(messages[1:])
+
+    asyncio.run(scenario())
+    assert [m.value for m in channel("bounded").acked] == kept

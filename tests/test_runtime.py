@@ -175,6 +175,42 @@ class TwiceProcessor:
         return [message.derive({**message.value, "copy": c}) for c in (0, 1)]
 
 
+class TwiceBatchProcessor(TwiceProcessor):
+    """``twice`` taking whole batches."""
+
+    def process_batch(self, messages: list[Message]) -> list[list[Message]]:
+        return [self.process(m) for m in messages]
+
+
+class BatchAckSource:
+    """Emits ``count`` values ``{n}`` in batches; records each ``ack_batch`` call."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = BOTH
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        count: int = 10
+
+    def __init__(self, config: Config) -> None:
+        self.left = list(range(config.count))
+
+    async def read_batch(self, max_messages: int) -> list[Message]:
+        taken, self.left = self.left[:max_messages], self.left[max_messages:]
+        return [Message({"n": n}) for n in taken]
+
+    async def read(self) -> Message | None:
+        raise AssertionError("read_batch is used when present")
+
+    async def ack(self, message: Message) -> None:
+        state.setdefault("acks", []).append(("ack", message.value["n"]))
+
+    async def ack_batch(self, messages: list[Message]) -> None:
+        state.setdefault("acks", []).append(("ack_batch", [m.value["n"] for m in messages]))
+
+    async def nack(self, message: Message, error: BaseException) -> None:
+        state.setdefault("acks", []).append(("nack", message.value["n"]))
+
+
 class LedgerSink:
     """A transactional sink: records each ``write_exactly_once`` call."""
 
@@ -215,6 +251,8 @@ class TestComponents:
     def register_components(self, register: plugins.ComponentRegistrar) -> None:
         register.source("counting", CountingSource)
         register.processor("twice", TwiceProcessor)
+        register.processor("twice_batch", TwiceBatchProcessor)
+        register.source("batch_ack", BatchAckSource)
         register.sink("ledger", LedgerSink)
         register.sink("journal", LedgerSink)
         register.sink("flaky", FlakySink)
@@ -621,3 +659,62 @@ pipelines:
     assert written.index(0) < written.index(2)
     assert all(written.index(n) < written.index(2) for n in (4, 5, 6, 7))
     assert [m.value["n"] for m in channel("dead").messages] == [1]
+
+
+def test_a_source_with_ack_batch_has_each_batch_acked_in_one_call_in_order() -> None:
+    run("""
+pipelines:
+  orders:
+    source: {type: batch_ack, count: 10}
+    sinks: [{type: flaky, poison: [5]}]
+    dead_letter: {type: memory, channel: dead}
+    batch: {size: 4}
+    retry: {max_attempts: 1}
+""")
+    assert [m.value["n"] for m in channel("dead").messages] == [5]
+    # The dead-lettered message is done too: every batch is acked whole, never one by one.
+    assert state["acks"] == [
+        ("ack_batch", [0, 1, 2, 3]),
+        ("ack_batch", [4, 5, 6, 7]),
+        ("ack_batch", [8, 9]),
+    ]
+
+
+def test_acks_batched_around_a_nack_keep_the_order_of_the_messages() -> None:
+    run("""
+pipelines:
+  orders:
+    source: {type: batch_ack, count: 10}
+    sinks: [{type: flaky, poison: [5]}]
+    batch: {size: 4}
+    retry: {max_attempts: 1}
+""")
+    assert state["acks"] == [
+        ("ack_batch", [0, 1, 2, 3]),
+        ("ack_batch", [4]),
+        ("nack", 5),
+        ("ack_batch", [6, 7]),
+        ("ack_batch", [8, 9]),
+    ]
+
+
+def test_a_sink_failing_on_fanned_out_outputs_dead_letters_only_those() -> None:
+    runtime = run(f"""
+pipelines:
+  orders:
+    source: {{type: memory, messages: {values(6)}}}
+    processors: [{{type: twice_batch}}]
+    sinks: [{{type: flaky, poison: [2]}}, {{type: memory, channel: copy}}]
+    dead_letter: {{type: memory, channel: dead}}
+    batch: {{size: 6}}
+    retry: {{max_attempts: 2, initial_backoff: 0}}
+""")
+    assert state["written"] == [0, 0, 1, 1, 3, 3, 4, 4, 5, 5]
+    assert [(m["n"], m["copy"]) for m in channel("copy").values()] == [
+        (n, c) for n in range(6) for c in (0, 1)
+    ]
+    letters = channel("dead").messages
+    assert [(m.value["n"], m.value["copy"]) for m in letters] == [(2, 0), (2, 1)]
+    assert all(m.headers["onto-stage"] == "sinks[0] (flaky)" for m in letters)
+    figures = runtime.metrics()["orders"]
+    assert (figures["acked"], figures["nacked"], figures["dead_lettered"]) == (6, 0, 2)

@@ -205,6 +205,9 @@ class RequestSource:
     async def ack(self, message: Message) -> None:
         pass  # the reply sink has answered (or the request was filtered out)
 
+    async def ack_batch(self, messages: list[Message]) -> None:
+        pass
+
     async def nack(self, message: Message, error: BaseException) -> None:
         replies.fail(message.headers.get(REPLY_HEADER, message.id), error)
 

@@ -159,6 +159,12 @@ class ChangesSource:
         self._unacked.discard(message.offset)
         self._save_soon()
 
+    async def ack_batch(self, messages: list[Message]) -> None:
+        """``ack`` for each of ``messages``, with one cursor save scheduled for all."""
+        for message in messages:
+            self._unacked.discard(message.offset)
+        self._save_soon()
+
     async def skip_to(self, seq: int) -> None:
         """Never deliver changes up to ``seq`` (a processor reflects them already).
 

@@ -67,6 +67,9 @@ class GenerateSource:
     async def ack(self, message: Message) -> None:
         self.acked += 1
 
+    async def ack_batch(self, messages: list[Message]) -> None:
+        self.acked += len(messages)
+
     async def nack(self, message: Message, error: BaseException) -> None:
         message.timestamp = time.time()
         self.redeliver.append(message)

@@ -61,7 +61,8 @@ class MemoryChannel:
             if not self._pending:
                 return None if self._closed else []
             count = min(limit, len(self._pending))
-            taken = [self._pending.popleft() for _ in range(count)]
+            popleft = self._pending.popleft
+            taken = [popleft() for _ in range(count)]
         return [v if isinstance(v, Message) else Message(v) for v in taken]
 
     async def wait(self) -> None:
@@ -121,6 +122,9 @@ class MemorySource:
         redeliver: bool = Field(
             True, description="Put nacked messages back at the head of the channel."
         )
+        keep_acked: int | None = Field(
+            None, ge=0, description="Keep only the newest N acked messages (null keeps all)."
+        )
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -145,7 +149,17 @@ class MemorySource:
         return batch[0] if batch else None
 
     async def ack(self, message: Message) -> None:
-        self.channel.acked.append(message)
+        await self.ack_batch([message])
+
+    async def ack_batch(self, messages: list[Message]) -> None:
+        """Record the acks in the channel's ``acked`` (the newest ``keep_acked`` of them)."""
+        keep, acked = self.config.keep_acked, self.channel.acked
+        if keep is None:
+            acked.extend(messages)
+            return
+        acked.extend(messages[len(messages) - keep :] if keep else ())
+        if len(acked) > keep:
+            del acked[: len(acked) - keep]
 
     async def nack(self, message: Message, error: BaseException) -> None:
         self.channel.nacked.append((message, error))

@@ -60,12 +60,13 @@ class MapProcessor:
         self.is_async = inspect.iscoroutinefunction(self.function)
         self.thread = config.thread
 
-    def _apply(self, message: Message) -> Message | None:
-        value = self.function(message.value)
-        return None if value is None else message.derive(value)
-
     def _apply_all(self, messages: list[Message]) -> list[ProcessorResult]:
-        return [self._apply(m) for m in messages]
+        function = self.function
+        results: list[ProcessorResult] = []
+        for message in messages:
+            value = function(message.value)
+            results.append(None if value is None else message.derive(value))
+        return results
 
     async def process(self, message: Message) -> ProcessorResult:
         return (await self.process_batch([message]))[0]

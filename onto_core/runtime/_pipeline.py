@@ -79,6 +79,22 @@ def _defer_followers(items: list[_Item]) -> None:
             item.deferred = True
 
 
+def _flatten(results: list[Any], origins: list[int] | None) -> tuple[list[Message], list[int]]:
+    """A processor's results as one list of messages, each with the input it came from."""
+    messages: list[Message] = []
+    came_from: list[int] = []
+    for index, result in enumerate(results):
+        origin = index if origins is None else origins[index]
+        if type(result) is Message:
+            messages.append(result)
+            came_from.append(origin)
+            continue
+        for message in _as_list(result):
+            messages.append(message)
+            came_from.append(origin)
+    return messages, came_from
+
+
 def _as_list(result: Any) -> list[Message]:
     if result is None:
         return []
@@ -108,7 +124,10 @@ class PipelineRunner:
             self._build(config.dead_letter, "dead_letter") if config.dead_letter else None
         )
         self._ack = as_async(self.source.instance.ack)
+        self._ack_batch = optional_method(self.source.instance, "ack_batch")
         self._nack = as_async(self.source.instance.nack)
+        self._batch_fns = [optional_method(p.instance, "process_batch") for p in self.processors]
+        self._writes = {id(sink): as_async(sink.instance.write) for sink in self.sinks}
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._woken = False
@@ -270,9 +289,7 @@ class PipelineRunner:
                     return  # a finite source is exhausted
                 self.metrics.messages_in += len(batch)
                 if self.config.guarantee is Guarantee.AT_MOST_ONCE:
-                    for message in batch:
-                        await self._ack(message)
-                    self.metrics.acked += len(batch)
+                    await self._ack_all(batch)
                 await self.buffer.put(batch)
         finally:
             await self.buffer.close()
@@ -293,28 +310,175 @@ class PipelineRunner:
                 if self._woken:
                     self._woken = False
                     await self._emit_due()
-                if not taken:
+                if not taken[0]:
                     continue
-                items = [_Item(message, read_at) for message, read_at in taken]
-                if not self._retry_aside:
-                    produced = await self._handle(items, 0)
-                    await self._settle(items, produced)
-                    continue
-                # Messages whose key waits behind a retry join it, untried, in order.
-                ready = []
-                for item in items:
-                    if item.message.key is not None and item.message.key in self._aside_keys:
-                        item.deferred = True
-                    else:
-                        ready.append(item)
-                produced = await self._handle(ready, 0, first_try=True) if ready else []
-                await self._settle([i for i in items if not i.deferred], produced)
-                await self._set_aside([i for i in items if i.deferred])
+                messages, read_at = taken
+                if self._aside_keys and any(m.key in self._aside_keys for m in messages):
+                    await self._run_behind_retries(messages, read_at)
+                else:
+                    await self._flow(messages, read_at)
             await self._drain_aside()
         finally:
             if self._aside_task is not None:
                 self._aside_task.cancel()
                 await asyncio.gather(self._aside_task, return_exceptions=True)
+
+    async def _run_behind_retries(self, messages: list[Message], read_at: list[float]) -> None:
+        """A batch some of whose keys wait behind a retry: those messages join it, untried."""
+        items = [_Item(m, t) for m, t in zip(messages, read_at, strict=True)]
+        ready = []
+        for item in items:
+            if item.message.key is not None and item.message.key in self._aside_keys:
+                item.deferred = True
+            else:
+                ready.append(item)
+        produced = await self._handle(ready, 0, first_try=True) if ready else []
+        await self._finish(items, produced)
+
+    async def _finish(
+        self,
+        items: list[_Item],
+        produced: list[tuple[int, list[tuple[_Item, Message]]]],
+        due: bool = False,
+    ) -> None:
+        """Tell processors how their outputs fared, then ack, nack or set items aside."""
+        if due:  # nothing to ack behind due messages
+            await self._tell_settled(produced)
+            return
+        if not self._retry_aside:
+            await self._settle(items, produced)
+            return
+        await self._settle([i for i in items if not i.deferred], produced)
+        await self._set_aside([i for i in items if i.deferred])
+
+    async def _flow(
+        self, messages: list[Message], read_at: list[float], first: int = 0, due: int | None = None
+    ) -> None:
+        """Run a batch through processors ``first``.. and every sink, then settle it.
+
+        The common case, every stage taking the whole batch, costs no object per message
+        beyond the messages themselves. At the first stage that fails or cannot take a
+        batch, the batch continues message by message (``_handle``, ``_deliver``), which
+        isolates the failure and applies retries, retrying aside and dead letters.
+        ``due``: the messages are the due messages of processor ``due`` (nothing to ack).
+        """
+        first_try = self._retry_aside and due is None
+        current = messages
+        origins: list[int] | None = None  # which input each of ``current`` came from
+        stages: list[tuple[int, list[Message], list[int] | None]] = []
+        if due is not None and due in self._settled:
+            stages.append((due, messages, None))
+        for index in range(first, len(self.processors)):
+            batch_fn = self._batch_fns[index]
+            results: Any = None
+            if batch_fn is not None:
+                try:
+                    results = await batch_fn(current[:])
+                    if type(results) is not list:
+                        results = list(results)
+                    if len(results) != len(current):
+                        raise TypeError(
+                            f"process_batch returned {len(results)} results "
+                            f"for {len(current)} messages"
+                        )
+                except Exception:
+                    self.metrics.failed += 1  # found by processing one at a time
+                    results = None
+            if results is None:
+                items = self._items(messages, read_at)
+                produced = await self._handle(
+                    items,
+                    index,
+                    first_try,
+                    current=self._entries(items, current, origins),
+                    produced=self._produced(items, stages),
+                    batch_failed=batch_fn is not None,
+                )
+                await self._finish(items, produced, due is not None)
+                return
+            for result in results:
+                if type(result) is not Message:
+                    current, origins = _flatten(results, origins)
+                    break
+            else:
+                current = results
+            if index in self._settled:
+                stages.append((index, current, origins))
+        if self.config.guarantee is Guarantee.EXACTLY_ONCE:
+            failures: list[tuple[int, BaseException | None] | None] = [(0, None)] * len(self.sinks)
+        else:
+            failures = await asyncio.gather(*(self._write(sink, current) for sink in self.sinks))
+        if any(failure is not None for failure in failures):
+            items = self._items(messages, read_at)
+            for item, out in self._entries(items, current, origins):
+                item.outputs.append(out)
+            await asyncio.gather(
+                *(
+                    self._deliver(sink, items, first_try, begin=failure[0], failure=failure[1])
+                    for sink, failure in zip(self.sinks, failures, strict=True)
+                    if failure is not None
+                )
+            )
+            await self._finish(items, self._produced(items, stages), due is not None)
+            return
+        for index, outputs, _ in stages:
+            try:
+                await self._settled[index](outputs, [])
+            except Exception:
+                self.log.exception("%s failed in settled()", self.processors[index].label)
+        if due is None:
+            now = time.monotonic()
+            self.metrics.observe_latencies([now - t for t in read_at[-self.metrics.window :]])
+            if self.config.guarantee is not Guarantee.AT_MOST_ONCE:
+                await self._ack_all(messages)
+
+    async def _write(
+        self, sink: _Component, outputs: list[Message]
+    ) -> tuple[int, BaseException | None] | None:
+        """Write ``outputs`` to ``sink`` in batches; ``None`` once all are confirmed.
+
+        Otherwise where delivery must go on message by message: the index of the batch
+        that failed, with its error (``None`` for a lone message, which ``_deliver``
+        writes itself so its attempts are counted as for any message).
+        """
+        cap = getattr(sink.instance, "max_batch_size", None) or len(outputs) or 1
+        whole = self.config.guarantee is Guarantee.AT_MOST_ONCE
+        write = self._writes[id(sink)]
+        for start in range(0, len(outputs), cap):
+            chunk = outputs[start : start + cap]
+            if len(chunk) == 1 and not whole:
+                return start, None
+            try:
+                await write(chunk)
+            except Exception as exc:
+                return start, exc
+            self.metrics.messages_out += len(chunk)
+        return None
+
+    def _items(self, messages: list[Message], read_at: list[float]) -> list[_Item]:
+        return [_Item(m, t) for m, t in zip(messages, read_at, strict=True)]
+
+    @staticmethod
+    def _entries(
+        items: list[_Item], current: list[Message], origins: list[int] | None
+    ) -> list[tuple[_Item, Message]]:
+        if origins is None:
+            return list(zip(items, current, strict=True))
+        return [(items[o], m) for o, m in zip(origins, current, strict=True)]
+
+    def _produced(
+        self, items: list[_Item], stages: list[tuple[int, list[Message], list[int] | None]]
+    ) -> list[tuple[int, list[tuple[_Item, Message]]]]:
+        return [(index, self._entries(items, out, origins)) for index, out, origins in stages]
+
+    async def _ack_all(self, messages: list[Message]) -> None:
+        """Ack ``messages`` in order: in one call when the source has ``ack_batch``."""
+        if self._ack_batch is not None:
+            await self._ack_batch(messages)
+        else:
+            for message in messages:
+                await self._ack(message)
+        self.metrics.acked += len(messages)
 
     async def _set_aside(self, items: list[_Item]) -> None:
         """Queue items that failed their first try (or wait behind one) for retrying aside.
@@ -370,12 +534,8 @@ class PipelineRunner:
             await self._skip_reflected(processor)
             size = self.config.batch.size
             for start in range(0, len(messages), size):
-                now = time.monotonic()
-                items = [_Item(m, now) for m in messages[start : start + size]]
-                produced = await self._handle(items, index + 1)
-                if index in self._settled:
-                    produced.insert(0, (index, [(item, item.message) for item in items]))
-                await self._tell_settled(produced)
+                chunk = messages[start : start + size]
+                await self._flow(chunk, [time.monotonic()] * len(chunk), index + 1, due=index)
 
     async def _skip_reflected(self, processor: _Component) -> None:
         """Let the source skip what a processor says it already reflects (start ready).
@@ -394,18 +554,35 @@ class PipelineRunner:
             await skip(position)
 
     async def _handle(
-        self, items: list[_Item], first: int, first_try: bool = False, attempts: int | None = None
+        self,
+        items: list[_Item],
+        first: int,
+        first_try: bool = False,
+        attempts: int | None = None,
+        *,
+        current: list[tuple[_Item, Message]] | None = None,
+        produced: list[tuple[int, list[tuple[_Item, Message]]]] | None = None,
+        batch_failed: bool = False,
     ) -> list[tuple[int, list[tuple[_Item, Message]]]]:
         """Run processors ``first``.. and deliver; what each ``settled`` processor produced.
 
         ``first_try``: one attempt per stage, and a message that fails it is marked
         ``deferred`` (to be retried aside) instead of retried here, together with the
         messages of the batch after it that share its key, so a key keeps its order.
+        ``current`` and ``produced`` carry on a batch that earlier stages took whole;
+        ``batch_failed``: processor ``first`` already failed on it as a batch.
         """
-        current = [(item, item.message) for item in items]
-        produced: list[tuple[int, list[tuple[_Item, Message]]]] = []
+        if current is None:
+            current = [(item, item.message) for item in items]
+        produced = [] if produced is None else produced
         for index in range(first, len(self.processors)):
-            current = await self._process(self.processors[index], current, first_try, attempts)
+            current = await self._process(
+                self.processors[index],
+                current,
+                first_try,
+                attempts,
+                batch_failed=batch_failed and index == first,
+            )
             if index in self._settled:
                 produced.append((index, current))
         if first_try:
@@ -433,12 +610,13 @@ class PipelineRunner:
         entries: list[tuple[_Item, Message]],
         first_try: bool = False,
         attempts: int | None = None,
+        batch_failed: bool = False,
     ) -> list[tuple[_Item, Message]]:
         entries = [(item, msg) for item, msg in entries if _alive(item)]
         instance = processor.instance
         batch_fn = optional_method(instance, "process_batch")
         results: list[Any] | None = None
-        if batch_fn is not None:
+        if batch_fn is not None and not batch_failed:
             try:
                 results = list(await batch_fn([msg for _, msg in entries]))
                 if len(results) != len(entries):
@@ -521,6 +699,8 @@ class PipelineRunner:
         items: list[_Item],
         first_try: bool = False,
         attempts: int | None = None,
+        begin: int = 0,
+        failure: BaseException | None = None,
     ) -> None:
         """Write every output to ``sink``: in batches, then one by one to isolate a failure.
 
@@ -529,6 +709,8 @@ class PipelineRunner:
         failed batch is dead-lettered whole: writing any of it again could duplicate.
         ``first_try``: after a failed batch each message gets one try alone; one that
         fails it is marked ``deferred``, with the messages after it sharing its key.
+        ``begin``: the outputs before it were written already (``_write``); ``failure``:
+        the batch at ``begin`` was tried and failed with it.
         """
         if self.config.guarantee is Guarantee.EXACTLY_ONCE:
             transactional = optional_method(sink.instance, "write_exactly_once")
@@ -538,28 +720,31 @@ class PipelineRunner:
         entries = [(item, out) for item in items if _alive(item) for out in item.outputs]
         if not entries:
             return
-        write = as_async(sink.instance.write)
+        write = self._writes[id(sink)]
         cap = getattr(sink.instance, "max_batch_size", None) or len(entries)
-        for start in range(0, len(entries), cap):
+        for start in range(begin, len(entries), cap):
             chunk = entries[start : start + cap]
             left = attempts or self._attempts
             # At most once, a message is never written twice: a failed batch is given up.
             whole = self.config.guarantee is Guarantee.AT_MOST_ONCE
             if len(chunk) > 1 or whole:
-                try:
-                    await write([out for _, out in chunk])
-                    self.metrics.messages_out += len(chunk)
-                    continue
-                except Exception as exc:
-                    self.metrics.failed += 1
-                    self.log.warning("%s failed on a batch of %d: %s", sink.label, len(chunk), exc)
-                    if whole:
-                        for item, out in chunk:
-                            _record_error(out, exc, 1)
-                            await self._dead_letter(item, out, sink.label)
+                error = failure if start == begin else None
+                if error is None:
+                    try:
+                        await write([out for _, out in chunk])
+                        self.metrics.messages_out += len(chunk)
                         continue
-                    self.metrics.retried += 1
-                    left = max(1, left - 1)
+                    except Exception as exc:
+                        error = exc
+                self.metrics.failed += 1
+                self.log.warning("%s failed on a batch of %d: %s", sink.label, len(chunk), error)
+                if whole:
+                    for item, out in chunk:
+                        _record_error(out, error, 1)
+                        await self._dead_letter(item, out, sink.label)
+                    continue
+                self.metrics.retried += 1
+                left = max(1, left - 1)
             if first_try:
                 await self._try_alone(sink, write, chunk)
                 continue
@@ -679,12 +864,17 @@ class PipelineRunner:
         now = time.monotonic()
         at_most_once = self.config.guarantee is Guarantee.AT_MOST_ONCE
         self.metrics.observe_latencies([now - item.read_at for item in items])
+        if at_most_once:
+            return  # acked when read
+        done: list[Message] = []  # acked together, in order, up to the next nack
         for item in items:
-            if at_most_once:
-                continue  # acked when read
-            if item.failed is not None:
-                await self._nack(item.message, item.failed)
-                self.metrics.nacked += 1
-            else:
-                await self._ack(item.message)
-                self.metrics.acked += 1
+            if item.failed is None:
+                done.append(item.message)
+                continue
+            if done:
+                await self._ack_all(done)
+                done = []
+            await self._nack(item.message, item.failed)
+            self.metrics.nacked += 1
+        if done:
+            await self._ack_all(done)

@@ -246,6 +246,31 @@ class SourceConformance:
 
         run(scenario())
 
+    def test_ack_batch_acks_each_message_it_is_given(self, source_factory: SourceHarness) -> None:
+        async def scenario() -> None:
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                if not callable(getattr(source, "ack_batch", None)):
+                    pytest.skip("source has no ack_batch: acks come one at a time")
+                await call(source_factory.write, ["a", "b", "c"])
+                first, second, third = await self.read_messages(source, 3)
+                await call(source.ack_batch, [first, second])
+                await call(source.nack, third, RuntimeError("sink failed"))
+                (again,) = await self.read_messages(source, 1)
+                await call(source.ack_batch, [again])
+            assert self.payload_of(again) == self.payload_of(third), (
+                "after ack_batch of the first two, only the nacked third comes again"
+            )
+            if not self.durable:
+                return
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                await call(source_factory.write, ["after restart"])
+                (next_message,) = await self.read_messages(source, 1)
+            assert self.payload_of(next_message) == "after restart", (
+                "a message acked with ack_batch came again after a restart"
+            )
+
+        run(scenario())
+
     def test_close_twice_is_harmless(self, source_factory: SourceHarness) -> None:
         async def scenario() -> None:
             source = source_factory.new_source()

@@ -155,12 +155,17 @@ class FirestoreListenSource:
 
     async def ack(self, message: Message) -> None:
         """Remember the change as done and save the state."""
-        doc_id, stamp = message.offset
+        await self.ack_batch([message])
+
+    async def ack_batch(self, messages: list[Message]) -> None:
+        """Remember the changes as done, in order, and save the state once."""
         with self._lock:
-            if stamp is None:
-                self._known.pop(doc_id, None)
-            elif stamp > self._known.get(doc_id, -1):
-                self._known[doc_id] = stamp
+            for message in messages:
+                doc_id, stamp = message.offset
+                if stamp is None:
+                    self._known.pop(doc_id, None)
+                elif stamp > self._known.get(doc_id, -1):
+                    self._known[doc_id] = stamp
         await self._save()
 
     async def nack(self, message: Message, error: BaseException) -> None:

@@ -462,6 +462,11 @@ class KafkaSource:
         """Mark the message processed; its offset is committed once all before it are."""
         self.tracker.ack(message.offset)
 
+    async def ack_batch(self, messages: list[Message]) -> None:
+        """``ack`` for each of ``messages``."""
+        for message in messages:
+            self.tracker.ack(message.offset)
+
     async def nack(self, message: Message, error: BaseException) -> None:
         """Deliver the message again (unless its partition moved to another consumer)."""
         if self.tracker.is_current(message.offset):
