@@ -61,11 +61,11 @@ class MapProcessor:
         self.thread = config.thread
 
     def _apply_all(self, messages: list[Message]) -> list[ProcessorResult]:
-        function = self.function
+        function, derive = self.function, Message.derive
         results: list[ProcessorResult] = []
         for message in messages:
             value = function(message.value)
-            results.append(None if value is None else message.derive(value))
+            results.append(None if value is None else derive(message, value))
         return results
 
     async def process(self, message: Message) -> ProcessorResult:

@@ -406,6 +406,8 @@ class PipelineRunner:
                 stages.append((index, current, origins))
         if self.config.guarantee is Guarantee.EXACTLY_ONCE:
             failures: list[tuple[int, BaseException | None] | None] = [(0, None)] * len(self.sinks)
+        elif len(self.sinks) == 1:  # no task to gather: one sink is written inline
+            failures = [await self._write(self.sinks[0], current)]
         else:
             failures = await asyncio.gather(*(self._write(sink, current) for sink in self.sinks))
         if any(failure is not None for failure in failures):
