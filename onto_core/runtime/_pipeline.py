@@ -241,15 +241,19 @@ class PipelineRunner:
         if not reader.cancelled() and reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
 
+    def stop_reading(self) -> None:
+        """Read nothing more, from now on (what is read already is still delivered)."""
+        self._stopping = True
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
     async def stop(self, timeout: float) -> bool:
         """Stop reading, finish what is buffered within ``timeout`` s; False if cut short.
 
         Messages not finished in time are neither acked nor nacked: a durable source
         delivers them again after a restart.
         """
-        self._stopping = True
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()
+        self.stop_reading()
         await self.buffer.close()
         if self._worker is None:
             return True

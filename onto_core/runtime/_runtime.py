@@ -142,6 +142,8 @@ class Runtime:
     async def stop(self) -> bool:
         """Stop reading and drain every pipeline; False if any was cut short."""
         if self._stopping is None:
+            for runner in self.runners.values():
+                runner.stop_reading()  # at once, not after the tasks below are scheduled
             timeout = self.config.runtime.drain_timeout
 
             async def drain() -> bool:
