@@ -718,3 +718,41 @@ pipelines:
     assert all(m.headers["onto-stage"] == "sinks[0] (flaky)" for m in letters)
     figures = runtime.metrics()["orders"]
     assert (figures["acked"], figures["nacked"], figures["dead_lettered"]) == (6, 0, 2)
+
+
+TICKS = [0]
+
+
+def note_tick(value: dict[str, Any]) -> dict[str, Any]:
+    state.setdefault("ticks", []).append(TICKS[0])
+    return value
+
+
+def test_a_pipeline_that_never_waits_still_lets_other_tasks_run_between_batches() -> None:
+    async def ticker() -> None:
+        while True:
+            TICKS[0] += 1
+            await asyncio.sleep(0)
+
+    async def scenario() -> None:
+        ticking = asyncio.create_task(ticker())
+        try:
+            await Runtime(
+                parse_config(f"""
+pipelines:
+  busy:
+    source: {{type: memory, messages: {values(200)}}}
+    processors: [{{type: map, function: "{__name__}:note_tick"}}]
+    sinks: [{{type: memory, channel: out}}]
+    buffer: 200
+    batch: {{size: 10}}
+""")
+            ).run()
+        finally:
+            ticking.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    batches = [state["ticks"][i : i + 10] for i in range(0, 200, 10)]
+    assert all(len(set(batch)) == 1 for batch in batches)  # a batch runs without yielding
+    starts = [batch[0] for batch in batches]
+    assert starts == sorted(set(starts)), f"other tasks did not run between batches: {starts}"

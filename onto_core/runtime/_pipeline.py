@@ -321,6 +321,9 @@ class PipelineRunner:
                     await self._run_behind_retries(messages, read_at)
                 else:
                     await self._flow(messages, read_at)
+                # A batch whose stages never wait would otherwise keep the event loop
+                # from every other pipeline and server on it until the buffer is empty.
+                await asyncio.sleep(0)
             await self._drain_aside()
         finally:
             if self._aside_task is not None:
