@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from onto_core.builtin.memory_datastore import MemoryDatastore
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.errors import DatastoreError
 from onto_core.models.datastore import ChangeOp
@@ -144,4 +145,24 @@ def test_committed_writes_survive_the_process_being_killed(tmp_path: Path) -> No
     store = open_store(path)
     assert len(store.changes(limit=100)) == 50
     assert store.get("items", "i49") == {"n": 49}
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_query_without_conditions_returns_documents_by_id_then_cut(
+    tmp_path: Path, kind: str
+) -> None:
+    # Without conditions or an order the store itself sorts and cuts; the order must be
+    # Python's order of the ids, non-ASCII ones included.
+    store = open_store(tmp_path / "onto.db") if kind == "sqlite" else MemoryDatastore()
+    store.open()
+    ids = ["b", "a", "é", "Z", "ß", "😀", "\uff41", "a0", "10", "9"]
+    store.commit({}, {("items", i): {"n": n} for n, i in enumerate(ids)})
+    store.commit({}, {("others", "0"): {"n": -1}})
+    everything = store.query("items")
+    assert [i for i, _ in everything] == sorted(ids)
+    assert everything[0] == ("10", {"n": ids.index("10")})
+    assert [i for i, _ in store.query("items", limit=3)] == sorted(ids)[:3]
+    assert store.query("items", limit=0) == []
+    assert [i for i, _ in store.query("items", limit=100)] == sorted(ids)
     store.close()

@@ -228,14 +228,23 @@ class SqliteDatastore(CommitWrites):
 
         Conditions are evaluated in Python over the collection's documents, exactly as the
         memory store and the reactive engine evaluate them: simple and consistent, and
-        linear in the collection's size.
+        linear in the collection's size. Without conditions or an order, sqlite orders by
+        id and applies ``limit``, so only the documents returned are decoded.
         """
         conditions = check_conditions(where)
+        by_id = not conditions and not order_by and (limit is None or limit >= 0)
+        sql = "SELECT doc_id, data FROM documents WHERE collection = ?"
+        params: tuple[Any, ...] = (collection,)
+        if by_id:
+            sql += " ORDER BY doc_id"  # UTF-8 bytes sort as Python sorts the strings
+            if limit is not None:
+                sql += " LIMIT ?"
+                params += (limit,)
         with self._connection(f"querying {collection}") as conn:
-            rows = conn.execute(
-                "SELECT doc_id, data FROM documents WHERE collection = ?", (collection,)
-            ).fetchall()
+            rows = conn.execute(sql, params).fetchall()
         decoded = [(doc_id, _decode(data)) for doc_id, data in rows]
+        if by_id:
+            return decoded
         return sort_rows([r for r in decoded if matches(r[1], conditions)], order_by, limit)
 
     def commit(self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]) -> None:

@@ -20,13 +20,15 @@ The cost of one change is the number of affected roots, not the number of views.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import logging
 import threading
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +37,7 @@ from onto_core.models.datastore import Change, Datastore, ViewRecord
 from onto_core.models.domain import use_datastore
 from onto_core.models.query import field_value, matches
 from onto_core.models.view import ViewModel, build_views
-from onto_core.reactive.tracking import ReadSet, TrackingReader
+from onto_core.reactive.tracking import ReadCache, ReadSet, TrackingReader
 
 __all__ = ["ReactiveEngine", "ViewUpdate", "shard_of"]
 
@@ -86,6 +88,35 @@ def digest_of(data: dict[str, Any]) -> str:
     """A fingerprint of a view's output: equal outputs, equal digests."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+_pause_lock = threading.Lock()
+_pauses = 0  # passes running with the cyclic garbage collector paused
+_was_enabled = False  # whether it ran before the first of them began
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many roots in a row.
+
+    Such a pass allocates mostly objects that live on (read sets, indexes, outputs), which
+    collections would walk over and over while finding next to nothing; reference counting
+    still frees everything else meanwhile. Passes may overlap; the collector runs again
+    once the last ends, unless it was off before the first began.
+    """
+    global _pauses, _was_enabled
+    with _pause_lock:
+        if _pauses == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _was_enabled:
+                gc.enable()
 
 
 def _hashable(value: Any) -> str:
@@ -170,11 +201,19 @@ class ReactiveEngine:
                     previous[record.root][record.key] = record.digest
                     floor[record.root] = max(floor[record.root], record.version)
             updates: list[ViewUpdate] = []
-            for root_id, _ in self.store.query(self.root_collection):
-                if self.shard_of(root_id) in gained:
+            # One pass over many roots: each document read once, the roots in one query.
+            every_root = self.store.query(self.root_collection)
+            roots = [(r, data) for r, data in every_root if self.shard_of(r) in gained]
+            cache = ReadCache(self.store, builds=len(roots))
+            cache.hold_whole(self.root_collection, every_root)
+            with _collector_paused():
+                for root_id, data in roots:
                     old = previous.pop(root_id, {})
                     version = max(seq, floor[root_id])
-                    updates += self._tolerant_rebuild(root_id, version, old, emit_all)
+                    updates += self._tolerant_rebuild(
+                        root_id, version, old, emit_all, reads=cache, root_data=data
+                    )
+                    cache.built += 1
             for root_id, old in sorted(previous.items()):  # roots deleted meanwhile
                 version = max(seq, floor[root_id])
                 updates += [self._removal(root_id, key, version) for key in sorted(old)]
@@ -298,11 +337,17 @@ class ReactiveEngine:
     # --- internals ----------------------------------------------------------------------
 
     def _tolerant_rebuild(
-        self, root_id: str, version: int, old: dict[str, str] | None = None, emit_all: bool = False
+        self,
+        root_id: str,
+        version: int,
+        old: dict[str, str] | None = None,
+        emit_all: bool = False,
+        reads: ReadCache | None = None,
+        root_data: dict[str, Any] | None = None,
     ) -> list[ViewUpdate]:
         """``_rebuild``, logging a root whose build fails instead of failing every root."""
         try:
-            return self._rebuild(root_id, version, old, emit_all)
+            return self._rebuild(root_id, version, old, emit_all, reads, root_data)
         except DatastoreError:
             raise  # the store, not this root: nothing else would build either
         except Exception as exc:
@@ -322,14 +367,22 @@ class ReactiveEngine:
         version: int,
         old: dict[str, str] | None = None,
         emit_all: bool = False,
+        reads: ReadCache | None = None,
+        root_data: dict[str, Any] | None = None,
     ) -> list[ViewUpdate]:
+        """Build root ``root_id`` and say what changed; ``reads`` serves its reads when
+        given, and ``root_data`` is the root document when already read."""
         self.recomputes += 1
         if old is None:
             old = self._outputs.get(root_id, {})
-        reader = TrackingReader(self.store)
+        reader = TrackingReader(self.store if reads is None else reads)
         try:
             with use_datastore(reader):  # type: ignore[arg-type]
-                root = self.view.root.find(root_id)
+                if root_data is None:
+                    root = self.view.root.find(root_id)
+                else:
+                    reader.read_set.docs.add((self.root_collection, root_id))
+                    root = self.view.root.from_dict(root_data, root_id)
                 views = build_views(self.view, root) if root is not None else []
         except Exception:
             # Keep what was delivered, and follow what the build read up to its failure

@@ -10,7 +10,7 @@ from onto_core.errors import DatastoreError
 from onto_core.models.datastore import Datastore
 from onto_core.models.query import Condition, check_conditions
 
-__all__ = ["ReadSet", "TrackingReader"]
+__all__ = ["ReadCache", "ReadSet", "TrackingReader"]
 
 
 @dataclass
@@ -21,15 +21,122 @@ class ReadSet:
     queries: list[tuple[str, tuple[Condition, ...]]] = field(default_factory=list)
 
 
+class ReadCache:
+    """Documents read while building many roots in a row, each fetched from the store once.
+
+    Meant for one pass over ``builds`` roots (the engine's ``acquire``) and dropped after
+    it: every document it holds was read after the pass's start position, which is all a
+    build there needs (changes after that position are applied afterwards and rebuild
+    whatever read them). What a read returns is a fresh copy, as from the store.
+
+    A collection that the pass keeps going back to is read whole, in one query, when that
+    costs at most about twice what the pass looks set to read of it one document at a time
+    (projected from the documents fetched per build so far): a query for that many rows
+    tells, and one returning fewer is the whole collection. A document it lacks is then
+    missing (it was created after the query: its change comes after the pass).
+    """
+
+    def __init__(self, store: Datastore, builds: int = 0) -> None:
+        self.store = store
+        self.builds = builds  # how many roots the pass builds
+        self.built = 0  # how many it has built so far (the engine counts them)
+        self._docs: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._whole: set[str] = set()  # collections held whole
+        self._trips: dict[str, int] = {}  # store reads per collection
+        self._fetched: dict[str, int] = {}  # documents those reads asked for
+        self._decided: set[str] = set()  # collections no longer considered for reading whole
+
+    def hold(self, collection: str, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Keep documents already read (``(doc_id, data)`` rows), such as a query's."""
+        docs = self._docs
+        for doc_id, data in rows:
+            docs[collection, doc_id] = data
+
+    def hold_whole(self, collection: str, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Keep every document of ``collection`` (as a query of all of it returned them)."""
+        self.hold(collection, rows)
+        self._whole.add(collection)
+        self._decided.add(collection)
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        key = (collection, doc_id)
+        if key in self._docs:
+            data = self._docs[key]
+        elif collection in self._whole:
+            data = None
+        else:
+            data = self._docs[key] = self.store.get(collection, doc_id)
+            self._tripped(collection, 1)
+        return None if data is None else _fresh(data)
+
+    def get_many(self, collection: str, doc_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        docs = self._docs
+        ids = list(doc_ids)
+        if collection not in self._whole:
+            missing = [i for i in ids if (collection, i) not in docs]
+            if missing:
+                for doc_id, data in self.store.get_many(collection, missing).items():
+                    docs[collection, doc_id] = data
+                self._tripped(collection, len(missing))
+        found: dict[str, dict[str, Any] | None] = {}
+        for doc_id in ids:
+            data = docs.get((collection, doc_id))
+            found[doc_id] = None if data is None else _fresh(data)
+        return found
+
+    def query(
+        self,
+        collection: str,
+        where: Sequence[Condition] = (),
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        return self.store.query(collection, where, order_by=order_by, limit=limit)
+
+    def _tripped(self, collection: str, fetched: int) -> None:
+        """One more store read for ``collection``: read it whole once that looks cheaper."""
+        if collection in self._decided:
+            return
+        trips = self._trips[collection] = self._trips.get(collection, 0) + 1
+        self._fetched[collection] = self._fetched.get(collection, 0) + fetched
+        if trips < _TRIPS_BEFORE_WHOLE:
+            return
+        self._decided.add(collection)
+        built = max(1, self.built)
+        if self.builds < 2 * built:
+            return  # past half the pass: what is left to read is no more than was read
+        limit = 2 * self._fetched[collection] * self.builds // built + _TRIPS_BEFORE_WHOLE
+        rows = self.store.query(collection, limit=limit + 1)
+        if len(rows) <= limit:
+            self.hold_whole(collection, rows)
+
+
+# Store reads of one collection after which a pass considers reading it whole.
+_TRIPS_BEFORE_WHOLE = 16
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of a JSON value: new dicts and lists all the way down (scalars are shared)."""
+    if type(value) is dict:
+        return {k: _fresh(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if type(value) is list:
+        return [_fresh(v) if type(v) in _CONTAINERS else v for v in value]
+    return value
+
+
+_CONTAINERS = (dict, list)
+
+
 class TrackingReader:
     """A read-only view of a datastore that records every read into ``read_set``.
 
     Every document a query returned counts as read too, so a change that makes a
     document leave a query's results is caught by the document, and one that makes a
-    document enter them is caught by re-matching the query.
+    document enter them is caught by re-matching the query. ``store`` may be a
+    ``ReadCache`` in front of the datastore.
     """
 
-    def __init__(self, store: Datastore) -> None:
+    def __init__(self, store: Datastore | ReadCache) -> None:
         self.store = store
         self.read_set = ReadSet()
 
