@@ -35,7 +35,7 @@ from typing import Any
 from onto_core.errors import DatastoreError
 from onto_core.models.datastore import Change, Datastore, ViewRecord
 from onto_core.models.domain import use_datastore
-from onto_core.models.query import field_value, matches
+from onto_core.models.query import Condition, field_value, matches
 from onto_core.models.view import ViewModel, build_views
 from onto_core.reactive.tracking import ReadCache, ReadSet, TrackingReader
 
@@ -119,6 +119,19 @@ def _collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
+# A root's read set as kept: the documents and the queries its last build read.
+_Reads = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, tuple[Condition, ...]], ...]]
+
+
+def _digest(view: ViewModel, data: dict[str, Any]) -> str:
+    """The digest of ``view``, delivered as ``data``: from its JSON as pydantic writes it
+    (field order fixed by the class), or from ``data`` when the class shapes its own."""
+    if type(view).to_dict is not ViewModel.to_dict:
+        return digest_of(data)
+    text = view.__pydantic_serializer__.to_json(view, by_alias=True)
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
 def _hashable(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -150,8 +163,10 @@ class ReactiveEngine:
         # is now, so an update gets a version above its root's last one: the newest version
         # always holds the newest data, even for sinks that skip equal versions.
         self._versions: dict[str, int] = {}
-        self._read_sets: dict[str, ReadSet] = {}
-        self._by_doc: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._read_sets: dict[str, _Reads] = {}
+        # Document → the roots that read it: one root as its id, several as a set. Most
+        # documents have one reader; ids and tuples of them cost the collector nothing.
+        self._by_doc: dict[tuple[str, str], str | set[str]] = {}
         self._by_equality: dict[str, dict[str, dict[str, set[str]]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(set))
         )
@@ -315,7 +330,8 @@ class ReactiveEngine:
 
     def affected_roots(self, change: Change) -> set[str]:
         """Root ids (of the shards held) whose last build read something ``change`` touches."""
-        roots = set(self._by_doc.get((change.collection, change.doc_id), ()))
+        holders = self._by_doc.get((change.collection, change.doc_id))
+        roots = set() if holders is None else {holders} if type(holders) is str else set(holders)
         if change.collection == self.root_collection and self.owns(change.doc_id):
             roots.add(change.doc_id)  # a new root, or one being deleted
         data = change.data
@@ -326,10 +342,10 @@ class ReactiveEngine:
             value = field_value(data, field)
             candidates.update(by_value.get(_hashable(value), ()))
         for root_id in candidates - roots:
-            read_set = self._read_sets.get(root_id)
-            if read_set and any(
+            reads = self._read_sets.get(root_id)
+            if reads and any(
                 collection == change.collection and matches(data, conditions)
-                for collection, conditions in read_set.queries
+                for collection, conditions in reads[1]
             ):
                 roots.add(root_id)
         return roots
@@ -402,7 +418,7 @@ class ReactiveEngine:
         updates: list[ViewUpdate] = []
         for key, view in built:
             data = view.to_dict()
-            digest = new[key] = digest_of(data)
+            digest = new[key] = _digest(view, data)
             if emit_all or old.get(key) != digest:
                 fields = self._fields(view)
                 updates.append(
@@ -430,10 +446,18 @@ class ReactiveEngine:
         return dict(zip(self.view.key_fields, key.split("/"), strict=False))
 
     def _index(self, root_id: str, read_set: ReadSet) -> None:
-        self._read_sets[root_id] = read_set
-        for doc in read_set.docs:
-            self._by_doc[doc].add(root_id)
-        for collection, conditions in read_set.queries:
+        docs, queries = self._read_sets[root_id] = (tuple(read_set.docs), tuple(read_set.queries))
+        by_doc = self._by_doc
+        for doc in docs:
+            holders = by_doc.get(doc)
+            if holders is None:
+                by_doc[doc] = root_id
+            elif type(holders) is str:
+                if holders != root_id:
+                    by_doc[doc] = {holders, root_id}
+            else:
+                holders.add(root_id)  # type: ignore[union-attr]
+        for collection, conditions in queries:
             equality = next(((f, v) for f, op, v in conditions if op == "=="), None)
             if equality is None:
                 self._by_collection[collection].add(root_id)
@@ -442,16 +466,25 @@ class ReactiveEngine:
                 self._by_equality[collection][field][_hashable(value)].add(root_id)
 
     def _unindex(self, root_id: str) -> None:
-        read_set = self._read_sets.pop(root_id, None)
-        if read_set is None:
+        reads = self._read_sets.pop(root_id, None)
+        if reads is None:
             return
-        for doc in read_set.docs:
-            holders = self._by_doc.get(doc)
-            if holders is not None:
-                holders.discard(root_id)
-                if not holders:
-                    del self._by_doc[doc]
-        for collection, conditions in read_set.queries:
+        docs, queries = reads
+        by_doc = self._by_doc
+        for doc in docs:
+            holders = by_doc.get(doc)
+            if holders is None:
+                continue
+            if type(holders) is str:
+                if holders == root_id:
+                    del by_doc[doc]
+                continue
+            holders.discard(root_id)  # type: ignore[union-attr]
+            if len(holders) == 1:
+                by_doc[doc] = next(iter(holders))
+            elif not holders:
+                del by_doc[doc]
+        for collection, conditions in queries:
             equality = next(((f, v) for f, op, v in conditions if op == "=="), None)
             if equality is None:
                 self._by_collection[collection].discard(root_id)
