@@ -61,6 +61,7 @@ _PROVIDED_BY: dict[tuple[str, str], str] = {
     ("sink", "firestore"): "onto-firestore",
     ("source", "firestore_listen"): "onto-firestore",
     ("source", "firestore_tasks"): "onto-firestore",
+    ("datastore", "leancloud"): "onto-leancloud",
     ("source", "leanengine"): "onto-leancloud",
     ("source", "leanengine_functions"): "onto-leancloud",
 }

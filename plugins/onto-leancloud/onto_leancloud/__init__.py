@@ -5,13 +5,32 @@ Flask 3; see the README)."""
 from __future__ import annotations
 
 from onto_core import ComponentRegistrar, hookimpl
+from onto_leancloud._client import (
+    LeanCloudClient,
+    LeanCloudConflict,
+    LeanCloudDuplicate,
+    LeanCloudError,
+    LeanCloudNotFound,
+)
+from onto_leancloud.datastore import LeanCloudDatastore
 from onto_leancloud.engine import LeanEngineFunctionsSource, LeanEngineSource
 
-__all__ = ["LeanEngineFunctionsSource", "LeanEngineSource", "register_components"]
+__all__ = [
+    "LeanCloudClient",
+    "LeanCloudConflict",
+    "LeanCloudDatastore",
+    "LeanCloudDuplicate",
+    "LeanCloudError",
+    "LeanCloudNotFound",
+    "LeanEngineFunctionsSource",
+    "LeanEngineSource",
+    "register_components",
+]
 
 
 @hookimpl
 def register_components(register: ComponentRegistrar) -> None:
     """Registers this plugin's components (each module adds its own line here)."""
+    register.datastore("leancloud", LeanCloudDatastore)
     register.source("leanengine", LeanEngineSource)
     register.source("leanengine_functions", LeanEngineFunctionsSource)

@@ -309,7 +309,7 @@ class LeanCloudDouble:
         server.daemon_threads = True  # type: ignore[attr-defined]
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name="leancloud-double", daemon=True
+            target=server.serve_forever, args=(0.05,), name="leancloud-double", daemon=True
         )
         self._thread.start()
         self._hook_thread = threading.Thread(
