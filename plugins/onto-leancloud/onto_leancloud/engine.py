@@ -495,23 +495,40 @@ class LeanEngineSource:
                 "Keep it in an environment variable."
             )
         )
-        classes: dict[str, str] = Field(
-            description=(
-                "The LeanCloud classes followed, each mapped to its onto collection, e.g. "
-                "{Ticket: tickets}; hooks of other classes get 404."
-            ),
-            min_length=1,
-        )
-        id_field: str = Field(
-            "objectId",
-            description=(
-                "The object field holding the document id: objectId, or the field the "
-                "datastore keeps onto's id in."
-            ),
-        )
-        ignore_fields: list[str] = Field(
+        collections: list[str] = Field(
             default_factory=list,
-            description="Object fields that are not domain data (dropped from changes).",
+            description=(
+                "Collections followed: hooks of class <class_prefix><collection> become "
+                "changes of the collection (hooks of classes not followed get 404)."
+            ),
+        )
+        classes: dict[str, str] = Field(
+            default_factory=dict,
+            description=(
+                "Further classes followed, named apart from the rule, each mapped to its "
+                "collection, e.g. {_User: users}."
+            ),
+        )
+        class_prefix: str | None = Field(
+            None,
+            description=(
+                "Prefix of the class each collection is kept in; default: the leancloud "
+                "datastore's, else ''."
+            ),
+        )
+        id_field: str | None = Field(
+            None,
+            description=(
+                "Object field holding the document id (objectId when the object has none); "
+                "default: the leancloud datastore's, else 'ontoId'."
+            ),
+        )
+        version_field: str | None = Field(
+            None,
+            description=(
+                "Object field the datastore counts writes in (not domain data); default: "
+                "the leancloud datastore's, else 'ontoVersion'."
+            ),
         )
         validate_models: list[str] = Field(
             default_factory=list,
@@ -531,13 +548,15 @@ class LeanEngineSource:
 
         @model_validator(mode="after")
         def _validated_classes_followed(self) -> LeanEngineSource.Config:
-            followed = set(self.classes.values())
+            followed = set(self.classes.values()) | set(self.collections)
+            if not followed:
+                raise ValueError("follow at least one collection (collections or classes)")
             for ref in self.validate_models:
                 collection = _domain_model(ref).collection
                 if collection not in followed:
                     raise ValueError(
-                        f"validate: {ref} is stored in {collection!r}, which no class in "
-                        f"'classes' maps to; add its class"
+                        f"validate: {ref} is stored in {collection!r}, which is not followed;"
+                        " add it to collections"
                     )
             return self
 
@@ -546,12 +565,12 @@ class LeanEngineSource:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._collections = dict(config.classes)
-        self._classes = {collection: name for name, collection in config.classes.items()}
-        self._validators: dict[str, type[DomainModel]] = {}
-        for ref in config.validate_models:
-            model = _domain_model(ref)
-            self._validators[self._classes[model.collection]] = model
+        self._validating = [_domain_model(ref) for ref in config.validate_models]
+        self._collections: dict[str, str] = {}  # class name → collection
+        self._validators: dict[str, type[DomainModel]] = {}  # class name → model
+        self.id_field = "ontoId"
+        self._skipped: frozenset[str] = frozenset()
+        self.use_datastore_settings(None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Message | None] | None = None
         self._waiting: dict[str, concurrent.futures.Future[None]] = {}
@@ -559,6 +578,27 @@ class LeanEngineSource:
         self._lock = threading.Lock()
         self._closed = False
         self._ctx: RuntimeContext | None = None
+
+    def use_datastore_settings(self, datastore: Any) -> None:
+        """Map classes and fields as ``datastore`` (a leancloud datastore) does, where the
+        config leaves them unset; with ``None``, the leancloud datastore's defaults."""
+        store_config = getattr(datastore, "config", None)
+
+        def setting(name: str, default: str) -> str:
+            value = getattr(self.config, name)
+            if value is not None:
+                return str(value)
+            found = getattr(store_config, name, None)
+            return found if isinstance(found, str) else default
+
+        prefix = setting("class_prefix", "")
+        self.id_field = setting("id_field", "ontoId")
+        version = setting("version_field", "ontoVersion")
+        self._collections = {prefix + c: c for c in self.config.collections}
+        self._collections.update(self.config.classes)
+        classes = {collection: name for name, collection in self._collections.items()}
+        self._validators = {classes[m.collection]: m for m in self._validating}
+        self._skipped = _BUILT_IN | _HOOK_MARKERS | {self.id_field, version}
 
     # -- for the routes --
 
@@ -582,12 +622,9 @@ class LeanEngineSource:
 
     def change(self, class_name: str, hook: str, obj: dict[str, Any]) -> Change:
         """The change an after-hook's object stands for; raises ``_Malformed``."""
-        doc_id = obj.get(self.config.id_field)
+        doc_id = obj.get(self.id_field) or obj.get("objectId")
         if not isinstance(doc_id, str) or not doc_id:
-            raise _Malformed(
-                f"the object has no {self.config.id_field} (the document id)",
-                obj.get("objectId") if isinstance(obj.get("objectId"), str) else None,
-            )
+            raise _Malformed(f"the object has no objectId (nor {self.id_field})")
         op = AFTER_HOOKS[hook]
         return Change(
             seq=_sequence.next(),
@@ -600,7 +637,7 @@ class LeanEngineSource:
 
     def document(self, obj: dict[str, Any]) -> dict[str, Any]:
         """An object's domain data: LeanCloud's own fields and hook markers left out."""
-        skip = _BUILT_IN | _HOOK_MARKERS | set(self.config.ignore_fields) | {self.config.id_field}
+        skip = self._skipped
         return {
             key: decode_leancloud(value, self.collection_of)
             for key, value in obj.items()
@@ -693,6 +730,7 @@ class LeanEngineSource:
 
     async def start(self, ctx: RuntimeContext) -> None:
         self._ctx = ctx
+        self.use_datastore_settings(ctx.datastore)
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         server = get_server(self.config.host, self.config.port)

@@ -332,3 +332,37 @@ def test_the_hook_key_is_never_shown(serve: Callable[..., HookEndpoint]) -> None
     parsed = parse_config(text, "config")
     assert HOOK_KEY not in repr(parsed.pipelines["p"].source)
     assert endpoint.hook("Ticket", "afterSave", {}).status_code == 400
+
+
+def test_classes_and_ids_map_as_the_leancloud_datastore_keeps_them(
+    store: SqliteDatastore,
+) -> None:
+    """Class = class_prefix + collection; the id in ontoId (else objectId); ontoVersion is
+    the datastore's bookkeeping, not data."""
+    source = {
+        "type": "leanengine",
+        "port": 0,
+        "hook_key": HOOK_KEY,
+        "collections": ["tickets"],
+        "classes": {"_User": "users"},
+        "class_prefix": "Room_",
+    }
+    config = {"pipelines": {"p": {"source": source, "sinks": [{"type": "memory", "channel": "m"}]}}}
+    try:
+        with running(json.dumps(config), datastore=store):
+            endpoint = HookEndpoint(get_server("127.0.0.1", 0).url, None, Path(), "m")  # type: ignore[arg-type]
+            by_onto = {"objectId": "65f0c1", "ontoId": "meeting-1-joshua", "ontoVersion": 3}
+            by_sdk = {"objectId": "65f0c2", "attendance": True}
+            user = {"objectId": "65f0c3", "name": "Joshua"}
+            for class_name, obj in [("Room_tickets", by_onto), ("Room_tickets", by_sdk)]:
+                assert endpoint.hook(class_name, "afterSave", {"object": obj}).is_success
+            assert endpoint.hook("_User", "afterUpdate", {"object": user}).is_success
+            assert endpoint.hook("tickets", "afterSave", {"object": by_sdk}).status_code == 404
+            changes = channel("m").values()
+    finally:
+        drop_channels()
+    assert [(c["collection"], c["docId"], c["data"]) for c in changes] == [
+        ("tickets", "meeting-1-joshua", {}),
+        ("tickets", "65f0c2", {"attendance": True}),
+        ("users", "65f0c3", {"name": "Joshua"}),
+    ]
