@@ -60,7 +60,9 @@ class ViewProcessor:
     under ``state``. On start, and whenever this worker takes shards over, the views are
     built from the datastore and compared with that record: every update and every removal
     due is emitted (with ``initial: true``, every view), at a version no lower than any
-    delivered before.
+    delivered before. Views emitted there because of ``initial: true`` are recorded once,
+    before they go out, as maybe delivered (which the next start emits anyway), and not
+    at all when their record already holds the same output or says maybe delivered.
 
     Views are split into ``shards`` by root; each worker owns the shards its
     ``coordinator`` gives it and builds, follows and emits only their views, while reading
@@ -119,6 +121,7 @@ class ViewProcessor:
         self._store: Datastore | None = None
         self._ctx: RuntimeContext | None = None
         self._pending: dict[str, ViewUpdate] = {}  # output message id → its update
+        self._unrecorded: set[str] = set()  # pending ids whose record stays as it is
         self._unsaved: dict[str, ViewRecord] = {}  # delivered, not yet saved (a save failed)
 
     @classmethod
@@ -208,13 +211,27 @@ class ViewProcessor:
         if lost:
             engine.release(lost)
         updates = await asyncio.to_thread(engine.resume, owned) if engine.suspended else []
+        to_mark = updates
+        unrecorded: set[int] = set()  # (ids of) initial views whose record stays as it is
         if gained:
             store = self._require_store()
             records = await asyncio.to_thread(store.load_view_state, self.state, sorted(gained))
-            updates += await asyncio.to_thread(engine.acquire, gained, records, self.config.initial)
-        await asyncio.to_thread(self._mark_pending, updates)
+            built = await asyncio.to_thread(engine.acquire, gained, records, self.config.initial)
+            if self.config.initial:
+                kept, to_mark = _initial_views(built, records)
+                unrecorded = {id(u) for u in kept}
+                to_mark = updates + to_mark
+            else:
+                to_mark = updates + built
+            updates += built
+        await asyncio.to_thread(self._mark_pending, to_mark)
         self._log(f"shards {_ranges(engine.owned)} owned", len(gained), len(lost))
-        return self._messages(updates)
+        messages = self._messages(updates)
+        if unrecorded:
+            self._unrecorded.update(
+                m.id for m, u in zip(messages, updates, strict=True) if id(u) in unrecorded
+            )
+        return messages
 
     def reflected_position(self) -> int | None:
         """The change-feed position the views held were built at: older changes are moot."""
@@ -286,8 +303,14 @@ class ViewProcessor:
         lost = [u for m in failed if (u := self._pending.pop(m.id, None)) is not None]
         if lost:
             engine.forget(lost)
+        unrecorded = self._unrecorded
+        if unrecorded:
+            unrecorded.difference_update(m.id for m in failed)
         for message in delivered:
             update = self._pending.pop(message.id, None)
+            if unrecorded and message.id in unrecorded:
+                unrecorded.discard(message.id)  # its record holds already
+                continue
             if update is not None and engine.owns(update.root):
                 self._unsaved[update.key] = ViewRecord(
                     update.key,
@@ -350,6 +373,32 @@ class ViewProcessor:
         if self._store is None:
             raise ProcessorError("the view processor was not started")
         return self._store
+
+
+def _initial_views(
+    updates: list[ViewUpdate], records: list[ViewRecord]
+) -> tuple[list[ViewUpdate], list[ViewUpdate]]:
+    """What a first build's ``updates`` with ``initial: true`` need recorded.
+
+    Returns the views whose record stays as it is once delivered, and the updates to mark
+    maybe delivered before they go out. A view whose record already holds its output
+    needs no write: whether the sink got this copy or not, it holds that output. Neither
+    does one whose record says maybe delivered. Any other view is marked maybe delivered,
+    which every start emits anyway, and is not written again once delivered. A removal
+    is marked, and deletes its record once delivered, as usual.
+    """
+    known = {r.key: r.digest for r in records}
+    kept: list[ViewUpdate] = []
+    to_mark: list[ViewUpdate] = []
+    for update in updates:
+        if update.removed:
+            to_mark.append(update)
+            continue
+        kept.append(update)
+        held = known.get(update.key)
+        if held is None or (held != update.digest and held != _MAYBE_DELIVERED):
+            to_mark.append(update)
+    return kept, to_mark
 
 
 def _build_coordinator(block: Any) -> Any:

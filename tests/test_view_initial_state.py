@@ -1,0 +1,163 @@
+"""What the view processor writes of its state when it emits every view at a start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from meeting_fixtures import MeetingWorkload
+
+from examples.meeting_room.models import Meeting, Ticket
+from onto_core.builtin.changes import change_message
+from onto_core.builtin.sqlite import SqliteDatastore
+from onto_core.builtin.view import ViewProcessor
+from onto_core.models.datastore import ViewRecord
+from onto_core.protocols import Message, RuntimeContext
+
+
+class SpiedStore(SqliteDatastore):
+    """Keeps every batch of view records saved."""
+
+    saves: list[list[ViewRecord]]
+
+    def save_view_state(self, name: str, records: Sequence[ViewRecord]) -> None:
+        self.saves.append(list(records))
+        super().save_view_state(name, records)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SpiedStore]:
+    made = SpiedStore(SpiedStore.Config(path=tmp_path / "onto.db"))
+    made.saves = []
+    made.open()
+    yield made
+    made.close()
+
+
+def processor(store: SqliteDatastore, initial: bool = True) -> ViewProcessor:
+    made = ViewProcessor(
+        ViewProcessor.Config(view="examples.meeting_room.views:MeetingSession", initial=initial)
+    )
+    ctx = RuntimeContext(pipeline="p", component="view", log=logging.getLogger("t"))
+    ctx.datastore = store
+    asyncio.run(made.start(ctx))
+    return made
+
+
+def start(store: SpiedStore, initial: bool = True, deliver: bool = True) -> list[Message]:
+    """A (re)start: the views due, delivered and settled unless ``deliver`` is false."""
+    made = processor(store, initial)
+    due = asyncio.run(made.due_messages())
+    if deliver:
+        asyncio.run(made.settled(due, []))
+    return due
+
+
+def keys(messages: list[Message], removed: bool = False) -> set[str]:
+    return {m.value["key"] for m in messages if m.value["removed"] is removed}
+
+
+def state(store: SqliteDatastore) -> dict[str, str | None]:
+    return {r.key: r.digest for r in store.load_view_state("p:meeting_session")}
+
+
+def test_the_first_start_records_every_view_once_before_it_goes_out(store: SpiedStore) -> None:
+    MeetingWorkload(store, seed=21).setup(4)
+    made = processor(store)
+    due = asyncio.run(made.due_messages())
+    assert len(store.saves) == 1  # before any view went out
+    assert {r.key for r in store.saves[0]} == keys(due)
+    assert len(keys(due)) > 4
+    assert set(state(store).values()) == {""}  # maybe delivered
+
+    asyncio.run(made.settled(due, []))
+    assert len(store.saves) == 1  # nothing more once delivered
+
+
+def test_a_restart_with_nothing_changed_writes_no_state(store: SpiedStore) -> None:
+    meeting_id = MeetingWorkload(store, seed=22).setup(3)[0]
+    first = start(store)
+    before = state(store)
+    store.saves.clear()
+
+    assert keys(start(store)) == keys(first)  # every view again: initial
+    assert store.saves == []
+
+    # One view changed meanwhile, delivered and recorded on the way: a restart marks
+    # nothing either, as its record says maybe delivered or holds what it shows.
+    made = processor(store)
+    asyncio.run(made.settled(asyncio.run(made.due_messages()), []))
+    seen = store.last_seq()
+    ticket_ref = next(iter(Meeting.get(meeting_id, store).tickets.values()))
+    ticket = Ticket.get(ticket_ref.doc_id, store)
+    ticket.attendance = not ticket.attendance
+    ticket.save(store)
+    changed = made.process_batch([change_message(c) for c in store.changes(seen, 100)])[0]
+    asyncio.run(made.settled(changed, []))
+    assert {k for k, d in state(store).items() if d != before[k]} == keys(changed)
+    store.saves.clear()
+    start(store)
+    assert store.saves == []
+
+
+def test_views_first_emitted_at_a_start_are_emitted_again_when_later_starts_emit_only_changes(
+    store: SpiedStore,
+) -> None:
+    # Their record says maybe delivered: the sink may lack them, so they go out again,
+    # and are recorded as usual from then on.
+    MeetingWorkload(store, seed=23).setup(3)
+    first = start(store)
+    again = start(store, initial=False)
+    assert keys(again) == keys(first)
+    assert "" not in state(store).values()
+    assert start(store, initial=False) == []
+
+
+def test_a_crash_before_the_first_views_were_delivered_still_removes_them_later(
+    store: SpiedStore,
+) -> None:
+    workload = MeetingWorkload(store, seed=24)
+    gone = workload.setup(3)[0]
+    first = start(store, deliver=False)  # the sink wrote them; the process died
+    store.delete("meetings", gone)
+    for initial in (True, False):
+        due = start(store, initial=initial, deliver=False)
+        assert keys(due, removed=True) == {k for k in keys(first) if k.startswith(gone + "/")}
+
+
+def test_an_initial_view_that_failed_to_reach_the_sinks_is_emitted_again(
+    store: SpiedStore,
+) -> None:
+    meeting_id = MeetingWorkload(store, seed=25).setup(2)[0]
+    made = processor(store)
+    due = asyncio.run(made.due_messages())
+    lost = [m for m in due if m.value["key"].startswith(meeting_id + "/")]
+    asyncio.run(made.settled([m for m in due if m not in lost], lost))
+    seen = store.last_seq()
+    meeting = Meeting.get(meeting_id, store)
+    meeting.save(store)  # any change to the root builds it again
+    again = made.process_batch([change_message(c) for c in store.changes(seen, 100)])[0]
+    assert keys(again) == keys(lost)
+    asyncio.run(made.settled(again, []))
+    assert all(state(store)[k] not in ("", None) for k in keys(lost))
+    assert not made._unrecorded
+    assert not made._pending
+
+
+def held_versions(messages: list[Message]) -> dict[str, Any]:
+    return {m.value["key"]: m.value["version"] for m in messages}
+
+
+def test_versions_at_a_restart_never_go_below_those_emitted_at_the_start_before(
+    store: SpiedStore,
+) -> None:
+    MeetingWorkload(store, seed=26).setup(3)
+    first = held_versions(start(store))
+    store.set("audit_log", "entry", {"what": "moves the feed on"})
+    second = held_versions(start(store))
+    assert second.keys() == first.keys()
+    assert all(second[k] >= first[k] for k in first)
