@@ -62,6 +62,7 @@ _PROVIDED_BY: dict[tuple[str, str], str] = {
     ("source", "firestore_listen"): "onto-firestore",
     ("source", "firestore_tasks"): "onto-firestore",
     ("datastore", "leancloud"): "onto-leancloud",
+    ("sink", "leancloud"): "onto-leancloud",
     ("source", "leanengine"): "onto-leancloud",
     ("source", "leanengine_functions"): "onto-leancloud",
 }

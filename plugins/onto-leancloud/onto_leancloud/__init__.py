@@ -14,6 +14,7 @@ from onto_leancloud._client import (
 )
 from onto_leancloud.datastore import LeanCloudDatastore
 from onto_leancloud.engine import LeanEngineFunctionsSource, LeanEngineSource
+from onto_leancloud.sink import LeanCloudSink
 
 __all__ = [
     "LeanCloudClient",
@@ -22,6 +23,7 @@ __all__ = [
     "LeanCloudDuplicate",
     "LeanCloudError",
     "LeanCloudNotFound",
+    "LeanCloudSink",
     "LeanEngineFunctionsSource",
     "LeanEngineSource",
     "register_components",
@@ -32,5 +34,6 @@ __all__ = [
 def register_components(register: ComponentRegistrar) -> None:
     """Registers this plugin's components (each module adds its own line here)."""
     register.datastore("leancloud", LeanCloudDatastore)
+    register.sink("leancloud", LeanCloudSink)
     register.source("leanengine", LeanEngineSource)
     register.source("leanengine_functions", LeanEngineFunctionsSource)

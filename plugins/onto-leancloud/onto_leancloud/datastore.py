@@ -59,7 +59,7 @@ from onto_leancloud._client import (
     LeanCloudNotFound,
 )
 
-__all__ = ["LeanCloudDatastore", "check_class_name", "check_field_names"]
+__all__ = ["LeanCloudDatastore", "check_class_name", "check_field_names", "where_path"]
 
 R = TypeVar("R")
 
@@ -577,7 +577,7 @@ class LeanCloudDatastore:
             if row is None:
                 return None
             path = LeanCloudClient.class_path(cls, row["objectId"])
-            return {"method": "DELETE", "path": _where_path(path, {"version": row["version"]})}
+            return {"method": "DELETE", "path": where_path(path, {"version": row["version"]})}
         body = {
             "name": name,
             "key": record.key,
@@ -592,7 +592,7 @@ class LeanCloudDatastore:
         path = LeanCloudClient.class_path(cls, row["objectId"])
         return {
             "method": "PUT",
-            "path": _where_path(path, {"version": row["version"]}),
+            "path": where_path(path, {"version": row["version"]}),
             "body": body,
         }
 
@@ -614,6 +614,6 @@ class LeanCloudDatastore:
         return lost
 
 
-def _where_path(path: str, where: dict[str, Any]) -> str:
+def where_path(path: str, where: dict[str, Any]) -> str:
     """``path`` with a ``where`` condition in its query string (a conditional request)."""
     return f"{path}?where={quote(json.dumps(where, separators=(',', ':')))}"
