@@ -117,14 +117,15 @@ class Ref(Generic[T]):
         if not args:
             raise TypeError("write Ref[Model], naming the referenced model")
         target = args[0]
+        resolved: list[type[DomainModel]] = []  # the target, once it is known
 
         def validate(value: Any) -> Ref[Any]:
-            model = _resolve(target)
-            if isinstance(value, Ref):
-                return value
-            if isinstance(value, DomainModel):
-                return Ref(type(value), value.id)
-            if isinstance(value, str):
+            if resolved:
+                model = resolved[0]
+            else:
+                model = _resolve(target)
+                resolved.append(model)
+            if type(value) is str:  # as stored: "collection/id"
                 collection, sep, doc_id = value.rpartition("/")
                 if not sep:
                     return Ref(model, value)
@@ -133,6 +134,12 @@ class Ref(Generic[T]):
                         f"expected a reference into {model.collection!r}, got {value!r}"
                     )
                 return Ref(model, doc_id)
+            if isinstance(value, Ref):
+                return value
+            if isinstance(value, DomainModel):
+                return Ref(type(value), value.id)
+            if isinstance(value, str):
+                return validate(str(value))
             raise ValueError(f"expected a {model.__name__} reference, got {value!r}")
 
         return core_schema.no_info_plain_validator_function(
