@@ -66,7 +66,17 @@ SECRET_WORDS = frozenset(
         "token",
     }
 )
-SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key")})
+# LeanCloud names its secrets app_key, master_key and hook_key.
+SECRET_PAIRS = frozenset(
+    {
+        ("api", "key"),
+        ("access", "key"),
+        ("private", "key"),
+        ("app", "key"),
+        ("master", "key"),
+        ("hook", "key"),
+    }
+)
 URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?=@)")
 ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
