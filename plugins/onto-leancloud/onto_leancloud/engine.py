@@ -164,8 +164,9 @@ class MalformedHook:
         }
 
     def __repr__(self) -> str:
-        which = self.object_id or "(object id unknown)"
-        return f"malformed LeanEngine {self.hook} hook for {self.class_name} {which}: {self.error}"
+        which = _clip(self.object_id, 60) if self.object_id else "(object id unknown)"
+        name = _clip(self.class_name, 60)
+        return f"malformed LeanEngine {self.hook} hook for {name} {which}: {self.error}"
 
 
 def _leancloud_error(
@@ -318,10 +319,12 @@ class _EngineRoutes:
         if class_name == "_ops" and hook == "metadatas":
             return _answer({"result": self.metadata()})
         if hook not in AFTER_HOOKS and hook not in BEFORE_HOOKS:
-            return _leancloud_error(404, f"{hook!r} is not a LeanEngine hook this app answers")
+            return _leancloud_error(
+                404, f"{_clip(repr(hook), 60)} is not a LeanEngine hook this app answers"
+            )
         following = [s for s in sources if s.follows(class_name)]
         if not following:
-            return _leancloud_error(404, f"no pipeline follows class {class_name!r}")
+            return _leancloud_error(404, f"no pipeline follows class {_clip(repr(class_name), 60)}")
         try:
             obj = _hook_object(_json_body(following[0].config.max_body_bytes), class_name)
             if hook in BEFORE_HOOKS:
@@ -343,24 +346,24 @@ class _EngineRoutes:
         self, sources: list[LeanEngineSource], class_name: str, hook: str, obj: dict[str, Any]
     ) -> Response:
         changes = [(source, source.change(class_name, hook, obj)) for source in sources]
+        which = f"{hook} of {_clip(class_name, 60)} {_clip(str(obj.get('objectId')), 60)}"
         waiting = [source.deliver(change) for source, change in changes]
         timeout = max(source.config.timeout for source in sources)
         done, not_done = concurrent.futures.wait(waiting, timeout)
         if not_done:
             return _leancloud_error(
                 504,
-                f"{hook} of {class_name} {obj.get('objectId')}: the pipeline did not finish "
+                f"{which}: the pipeline did not finish "
                 f"within {timeout:g}s; the change stays queued and will still be processed",
                 _CODE_TIMEOUT,
             )
         for future in done:
             error = future.exception()
             if error is not None:
-                log.error("%s of %s %s failed: %s", hook, class_name, obj.get("objectId"), error)
+                log.error("%s failed: %s", which, error)
                 return _leancloud_error(
                     500,
-                    f"{hook} of {class_name} {obj.get('objectId')}: the pipeline could not "
-                    "process the change; the server log says why",
+                    f"{which}: the pipeline could not process the change; the server log says why",
                     _CODE_SCRIPT_ERROR,
                 )
         return _answer({"result": "ok"})
@@ -391,7 +394,9 @@ class _EngineRoutes:
         if found is None:
             known = ", ".join(sorted(self.functions)) or "none"
             return _leancloud_error(
-                404, f"cloud function {function!r} does not exist; functions: {known}", 404
+                404,
+                f"cloud function {_clip(repr(function), 60)} does not exist; functions: {known}",
+                404,
             )
         source, cloud_function = found
         try:
@@ -425,7 +430,7 @@ def _hook_object(body: Any, class_name: str) -> dict[str, Any]:
         raise _Malformed("the body must be a JSON object with an 'object'")
     obj = body.get("object")
     if not isinstance(obj, dict):
-        raise _Malformed(f"the body has no 'object' holding the {class_name} object")
+        raise _Malformed(f"the body has no 'object' holding the {_clip(class_name, 60)} object")
     object_id = obj.get("objectId")
     if object_id is not None and (not isinstance(object_id, str) or not object_id):
         raise _Malformed(f"objectId must be a non-empty string, got {_clip(repr(object_id))}")

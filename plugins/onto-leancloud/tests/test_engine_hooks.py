@@ -294,6 +294,10 @@ def test_hooks_of_classes_not_followed_and_unknown_hooks_are_404(
     assert (other.status_code, odd.status_code) == (404, 404)
     assert "Invoice" in other.json()["error"]
     assert "afterFind" in odd.json()["error"]
+    long_name = "X" * 5000
+    echoed = endpoint.hook(long_name, "afterSave", {"object": {"objectId": "i1"}})
+    assert echoed.status_code == 404
+    assert len(echoed.text) < 500  # what a caller sent is clipped, never echoed whole
 
 
 def test_after_delete_of_a_participant_ticket_removes_them(
@@ -366,3 +370,36 @@ def test_classes_and_ids_map_as_the_leancloud_datastore_keeps_them(
         ("tickets", "65f0c2", {"attendance": True}),
         ("users", "65f0c3", {"name": "Joshua"}),
     ]
+
+
+@pytest.mark.parametrize("dead_letter", [True, False])
+def test_a_change_the_pipeline_cannot_process_is_dead_lettered_or_the_hook_fails(
+    store: SqliteDatastore, tmp_path: Path, dead_letter: bool
+) -> None:
+    source = {"type": "leanengine", "port": 0, "hook_key": HOOK_KEY, "collections": ["tickets"]}
+    pipeline: dict[str, Any] = {
+        "source": source,
+        # json.loads refuses a dict: every change fails here.
+        "processors": [{"type": "map", "function": "json:loads"}],
+        "sinks": [{"type": "memory", "channel": "never"}],
+        "retry": {"max_attempts": 2, "initial_backoff": 0.01},
+    }
+    dead = tmp_path / "dead.jsonl"
+    if dead_letter:
+        pipeline["dead_letter"] = {"type": "file", "path": str(dead)}
+    config = {"pipelines": {"p": pipeline}}
+    ticket = {"objectId": "x1", "ontoId": "meeting-1-joshua", "attendance": False}
+    with running(json.dumps(config), datastore=store) as runtime:
+        endpoint = HookEndpoint(get_server("127.0.0.1", 0).url, runtime, dead, "never")
+        answer = endpoint.hook("tickets", "afterUpdate", {"object": ticket})
+        again = endpoint.hook("tickets", "afterUpdate", {"object": ticket})
+    if dead_letter:
+        assert answer.json() == {"result": "ok"}  # the pipeline is done with it
+        letters = endpoint.letters()
+        assert [letter["value"]["docId"] for letter in letters] == ["meeting-1-joshua"] * 2
+        assert "json" in letters[0]["headers"]["onto-error"].lower()
+    else:
+        assert answer.status_code == 500
+        assert answer.json()["code"] == 141
+        assert "afterUpdate of tickets x1" in answer.json()["error"]
+    assert again.status_code == answer.status_code  # the pipeline lives on
