@@ -403,3 +403,58 @@ def test_a_change_the_pipeline_cannot_process_is_dead_lettered_or_the_hook_fails
         assert answer.json()["code"] == 141
         assert "afterUpdate of tickets x1" in answer.json()["error"]
     assert again.status_code == answer.status_code  # the pipeline lives on
+
+
+def test_hooks_beyond_max_pending_are_refused_and_a_slow_pipeline_answers_504(
+    store: SqliteDatastore,
+) -> None:
+    import engine_gate
+
+    source = {
+        "type": "leanengine",
+        "port": 0,
+        "hook_key": HOOK_KEY,
+        "collections": ["tickets"],
+        "max_pending": 1,
+        "timeout": 0.5,
+    }
+    pipeline = {
+        "source": source,
+        "processors": [{"type": "map", "function": "engine_gate:hold", "thread": True}],
+        "sinks": [{"type": "memory", "channel": "gated"}],
+    }
+    engine_gate.GATE.clear()
+    try:
+        with running(json.dumps({"pipelines": {"p": pipeline}}), datastore=store) as runtime:
+            endpoint = HookEndpoint(get_server("127.0.0.1", 0).url, runtime, Path(), "gated")
+            body = {"object": {"objectId": "t1", "attendance": False}}
+            slow = endpoint.hook("tickets", "afterUpdate", body)
+            busy = endpoint.hook("tickets", "afterUpdate", body)
+            engine_gate.GATE.set()
+            wait_until(lambda: len(channel("gated").values()) == 1, "the held change")
+            after = endpoint.hook("tickets", "afterUpdate", body)
+    finally:
+        engine_gate.GATE.set()
+        drop_channels()
+    assert (slow.status_code, slow.json()["code"]) == (504, 124)
+    assert "will still be processed" in slow.json()["error"]
+    assert busy.status_code == 503
+    assert "too many hooks" in busy.json()["error"]
+    assert after.json() == {"result": "ok"}
+
+
+def test_the_app_lists_its_hooks_and_answers_leanengines_ping(
+    serve: Callable[..., HookEndpoint],
+) -> None:
+    endpoint = serve(validate=["examples.meeting_room.models:Ticket"])
+    listed = endpoint.hook("_ops", "metadatas", {})
+    refused = endpoint.hook("_ops", "metadatas", {}, key="wrong")
+    ping = httpx.get(f"{endpoint.url}/__engine/1/ping", timeout=10)
+
+    assert refused.status_code == 401
+    names = listed.json()["result"]
+    assert "__after_save_for_Ticket" in names
+    assert "__after_delete_for_Meeting" in names
+    assert "__before_save_for_Ticket" in names
+    assert "__before_save_for_Meeting" not in names
+    assert ping.status_code == 200
