@@ -132,6 +132,13 @@ def _digest(view: ViewModel, data: dict[str, Any]) -> str:
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
+def _above(seq: int, delivered: int) -> int:
+    """The version of a root's updates from a build at feed position ``seq``: above every
+    version delivered for it before. A feed whose positions are not the versions (changes
+    from LeanEngine hooks are numbered by arrival time) may have delivered past ``seq``."""
+    return seq if seq > delivered or not delivered else delivered + 1
+
+
 def _hashable(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -196,8 +203,9 @@ class ReactiveEngine:
         this process or another). The result holds an update for every view whose output
         differs from its record (every view, with ``emit_all``) and a removal for every
         record no build yields any more. Their version is the feed position the build
-        started at (never below a record's); changes up to it are then skipped for these
-        shards, since the build already reflects them.
+        started at, or one above a root's delivered version when that is not below it
+        (``_above``); changes up to the position are then skipped for these shards, since
+        the build already reflects them.
         """
         with self._lock:
             gained = {s for s in shards if 0 <= s < self.shards} - self.owned
@@ -224,13 +232,13 @@ class ReactiveEngine:
             with _collector_paused():
                 for root_id, data in roots:
                     old = previous.pop(root_id, {})
-                    version = max(seq, floor[root_id])
+                    version = _above(seq, floor[root_id])
                     updates += self._tolerant_rebuild(
                         root_id, version, old, emit_all, reads=cache, root_data=data
                     )
                     cache.built += 1
             for root_id, old in sorted(previous.items()):  # roots deleted meanwhile
-                version = max(seq, floor[root_id])
+                version = _above(seq, floor[root_id])
                 updates += [self._removal(root_id, key, version) for key in sorted(old)]
             return updates
 

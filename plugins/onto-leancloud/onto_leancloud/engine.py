@@ -294,13 +294,13 @@ class _EngineRoutes:
             app.add_url_rule(
                 f"{prefix}/functions/<function>",
                 f"leanengine_function_{name}",
-                functools_partial(self.function, rpc=False),
+                _bound(self.function, rpc=False),
                 methods=["POST"],
             )
             app.add_url_rule(
                 f"{prefix}/call/<function>",
                 f"leanengine_call_{name}",
-                functools_partial(self.function, rpc=True),
+                _bound(self.function, rpc=True),
                 methods=["POST"],
             )
         app.add_url_rule("/__engine/1/ping", "leanengine_ping", _ping, methods=["GET"])
@@ -311,9 +311,7 @@ class _EngineRoutes:
     def hook(self, class_name: str, hook: str) -> Response:
         sources = list(self.hook_sources)
         if not sources:
-            return _leancloud_error(
-                404, f"no LeanEngine hooks are served here ({class_name}/{hook})"
-            )
+            return _leancloud_error(404, "no LeanEngine hooks are served here")
         if not sources[0].key_matches(request.headers.get("X-LC-Hook-Key")):
             return _leancloud_error(401, "Unauthorized.")
         if class_name == "_ops" and hook == "metadatas":
@@ -407,7 +405,7 @@ class _EngineRoutes:
             return _leancloud_error(400, f"{function}: {exc.message}", _CODE_MALFORMED)
 
 
-def functools_partial(fn: Callable[..., Response], **bound: Any) -> Callable[..., Response]:
+def _bound(fn: Callable[..., Response], **bound: Any) -> Callable[..., Response]:
     """``fn`` with ``bound`` keyword arguments, as a plain function Flask can name."""
 
     def view(**kwargs: Any) -> Response:
