@@ -85,9 +85,12 @@ class SdkPeer:
         ready = cache / f"ready-{SDK_REQUIREMENT}"
         with _locked(cache / "lock"):
             if not ready.exists():
-                uv = shutil.which("uv")
+                # ``uv run`` names itself in UV; a user-site install may not be on PATH.
+                uv = os.environ.get("UV") or shutil.which("uv")
                 if uv is None:
-                    raise RuntimeError("uv is not on PATH: the SDK peer venv is made with uv")
+                    raise RuntimeError(
+                        "uv not found (UV unset, none on PATH): the SDK peer venv is made with uv"
+                    )
                 shutil.rmtree(venv, ignore_errors=True)
                 version = f"{sys.version_info.major}.{sys.version_info.minor}"
                 for command in (
