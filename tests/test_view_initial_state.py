@@ -78,17 +78,10 @@ def test_the_first_start_records_every_view_once_before_it_goes_out(store: Spied
     assert len(store.saves) == 1  # nothing more once delivered
 
 
-def test_a_restart_with_nothing_changed_writes_no_state(store: SpiedStore) -> None:
+def test_a_restart_records_each_view_once_at_the_version_it_emits(store: SpiedStore) -> None:
     meeting_id = MeetingWorkload(store, seed=22).setup(3)[0]
-    first = start(store)
-    before = state(store)
-    store.saves.clear()
-
-    assert keys(start(store)) == keys(first)  # every view again: initial
-    assert store.saves == []
-
-    # One view changed meanwhile, delivered and recorded on the way: a restart marks
-    # nothing either, as its record says maybe delivered or holds what it shows.
+    start(store)
+    # One view changes, is delivered and recorded with its output on the way.
     made = processor(store)
     asyncio.run(made.settled(asyncio.run(made.due_messages()), []))
     seen = store.last_seq()
@@ -98,10 +91,17 @@ def test_a_restart_with_nothing_changed_writes_no_state(store: SpiedStore) -> No
     ticket.save(store)
     changed = made.process_batch([change_message(c) for c in store.changes(seen, 100)])[0]
     asyncio.run(made.settled(changed, []))
-    assert {k for k, d in state(store).items() if d != before[k]} == keys(changed)
+    recorded = state(store)
+    assert {k for k, d in recorded.items() if d} == keys(changed)
     store.saves.clear()
-    start(store)
-    assert store.saves == []
+
+    due = start(store)
+    assert len(store.saves) == 1  # once, before the views went out
+    # Its record still says what the sinks hold; every record is at the version emitted,
+    # so a later start goes above it.
+    assert state(store) == recorded
+    emitted = {m.value["key"]: m.value["version"] for m in due}
+    assert {r.key: r.version for r in store.load_view_state("p:meeting_session")} == emitted
 
 
 def test_views_first_emitted_at_a_start_are_emitted_again_when_later_starts_emit_only_changes(

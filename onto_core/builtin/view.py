@@ -61,8 +61,8 @@ class ViewProcessor:
     built from the datastore and compared with that record: every update and every removal
     due is emitted (with ``initial: true``, every view), at a version no lower than any
     delivered before. Views emitted there because of ``initial: true`` are recorded once,
-    before they go out, as maybe delivered (which the next start emits anyway), and not
-    at all when their record already holds the same output or says maybe delivered.
+    before they go out, as maybe delivered (which the next start emits anyway) unless
+    their record already holds the same output, and not again once delivered.
 
     Views are split into ``shards`` by root; each worker owns the shards its
     ``coordinator`` gives it and builds, follows and emits only their views, while reading
@@ -121,7 +121,7 @@ class ViewProcessor:
         self._store: Datastore | None = None
         self._ctx: RuntimeContext | None = None
         self._pending: dict[str, ViewUpdate] = {}  # output message id → its update
-        self._unrecorded: set[str] = set()  # pending ids whose record stays as it is
+        self._unrecorded: set[str] = set()  # pending ids recorded before they went out
         self._unsaved: dict[str, ViewRecord] = {}  # delivered, not yet saved (a save failed)
 
     @classmethod
@@ -211,20 +211,16 @@ class ViewProcessor:
         if lost:
             engine.release(lost)
         updates = await asyncio.to_thread(engine.resume, owned) if engine.suspended else []
-        to_mark = updates
-        unrecorded: set[int] = set()  # (ids of) initial views whose record stays as it is
+        unrecorded: set[int] = set()  # (ids of) initial views: recorded once, before
+        delivered: frozenset[str] = frozenset()  # their keys whose record holds their output
         if gained:
             store = self._require_store()
             records = await asyncio.to_thread(store.load_view_state, self.state, sorted(gained))
             built = await asyncio.to_thread(engine.acquire, gained, records, self.config.initial)
             if self.config.initial:
-                kept, to_mark = _initial_views(built, records)
-                unrecorded = {id(u) for u in kept}
-                to_mark = updates + to_mark
-            else:
-                to_mark = updates + built
+                unrecorded, delivered = _initial_views(built, records)
             updates += built
-        await asyncio.to_thread(self._mark_pending, to_mark)
+        await asyncio.to_thread(self._mark_pending, updates, delivered)
         self._log(f"shards {_ranges(engine.owned)} owned", len(gained), len(lost))
         messages = self._messages(updates)
         if unrecorded:
@@ -272,20 +268,30 @@ class ViewProcessor:
                 message_id=message.id,
             ) from None
 
-    def _mark_pending(self, updates: list[ViewUpdate]) -> None:
+    def _mark_pending(
+        self, updates: list[ViewUpdate], delivered: frozenset[str] = frozenset()
+    ) -> None:
         """Record the views about to be emitted as maybe delivered, before any sink sees them.
 
         A view's real record is written once every sink confirmed it. Were a crash to come
         in between, the record would still describe the view before this update, and a
         restart finding the data back at that state (or the root deleted, for a view that
         had no record) would emit nothing while the sink holds this update. A view marked
-        maybe-delivered is always emitted again by the next build.
+        maybe-delivered is always emitted again by the next build. A view whose key is in
+        ``delivered`` is at the sinks with this output already: its mark keeps the digest,
+        whether this copy arrives or not.
         """
         if not updates:
             return
         engine = self._require_engine()
         marks = [
-            ViewRecord(u.key, u.root, engine.shard_of(u.root), u.version, _MAYBE_DELIVERED)
+            ViewRecord(
+                u.key,
+                u.root,
+                engine.shard_of(u.root),
+                u.version,
+                u.digest if u.digest and u.key in delivered else _MAYBE_DELIVERED,
+            )
             for u in updates
         ]
         try:
@@ -309,7 +315,7 @@ class ViewProcessor:
         for message in delivered:
             update = self._pending.pop(message.id, None)
             if unrecorded and message.id in unrecorded:
-                unrecorded.discard(message.id)  # its record holds already
+                unrecorded.discard(message.id)  # recorded before it went out
                 continue
             if update is not None and engine.owns(update.root):
                 self._unsaved[update.key] = ViewRecord(
@@ -377,28 +383,19 @@ class ViewProcessor:
 
 def _initial_views(
     updates: list[ViewUpdate], records: list[ViewRecord]
-) -> tuple[list[ViewUpdate], list[ViewUpdate]]:
+) -> tuple[set[int], frozenset[str]]:
     """What a first build's ``updates`` with ``initial: true`` need recorded.
 
-    Returns the views whose record stays as it is once delivered, and the updates to mark
-    maybe delivered before they go out. A view whose record already holds its output
-    needs no write: whether the sink got this copy or not, it holds that output. Neither
-    does one whose record says maybe delivered. Any other view is marked maybe delivered,
-    which every start emits anyway, and is not written again once delivered. A removal
-    is marked, and deletes its record once delivered, as usual.
+    Each view (not a removal) is recorded once, by its mark before it goes out, and not
+    again once delivered: the mark says maybe delivered, which every start emits anyway,
+    and holds the version emitted, so later builds go above it. A view whose record
+    already holds its output keeps that digest in its mark: whether the sink got this
+    copy or not, it holds that output. Returns the ``id()`` of the views recorded so, and
+    the keys whose record holds their output.
     """
-    known = {r.key: r.digest for r in records}
-    kept: list[ViewUpdate] = []
-    to_mark: list[ViewUpdate] = []
-    for update in updates:
-        if update.removed:
-            to_mark.append(update)
-            continue
-        kept.append(update)
-        held = known.get(update.key)
-        if held is None or (held != update.digest and held != _MAYBE_DELIVERED):
-            to_mark.append(update)
-    return kept, to_mark
+    held = {r.key: r.digest for r in records}
+    views = [u for u in updates if not u.removed]
+    return {id(u) for u in views}, frozenset(u.key for u in views if held.get(u.key) == u.digest)
 
 
 def _build_coordinator(block: Any) -> Any:
