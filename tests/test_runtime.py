@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -756,3 +757,68 @@ pipelines:
     assert all(len(set(batch)) == 1 for batch in batches)  # a batch runs without yielding
     starts = [batch[0] for batch in batches]
     assert starts == sorted(set(starts)), f"other tasks did not run between batches: {starts}"
+
+
+class BuildsAtStart:
+    """Builds ``size`` long-lived objects at start and emits one message (a view's first build)."""
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        size: int = 5000
+
+    def __init__(self, config: Config) -> None:
+        self.size = config.size
+        self.held: list[list[int]] = []
+        self.emitted = False
+
+    async def due_messages(self) -> list[Message]:
+        if self.emitted:
+            return []
+        self.emitted = True
+        state["frozen_at_build"] = gc.get_freeze_count()
+        self.held = [[n] for n in range(self.size)]  # lists: tracked by the collector
+        return [Message({"n": -1})]
+
+    def process(self, message: Message) -> Message:
+        return message
+
+
+class FreezeNotingSink:
+    guarantees: ClassVar[frozenset[Guarantee]] = BOTH
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config) -> None:
+        pass
+
+    async def write(self, messages: list[Message]) -> None:
+        state.setdefault("frozen_at_write", gc.get_freeze_count())
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_what_processors_build_at_start_is_frozen_before_it_goes_out(freeze: bool) -> None:
+    name = plugins.register_plugin(_StartComponents(), name="start-build")
+    try:
+        run(f"""
+pipelines:
+  views:
+    source: {{type: memory, messages: []}}
+    processors: [{{type: builds_at_start, size: 5000}}]
+    sinks: [{{type: freeze_noting}}]
+runtime: {{freeze_gc: {str(freeze).lower()}}}
+""")
+    finally:
+        plugins.unregister_plugin(name)
+    grown = state["frozen_at_write"] - state["frozen_at_build"]
+    if freeze:
+        assert grown >= 5000, f"only {grown} objects frozen after the start-up build"
+    else:
+        assert grown < 5000
+
+
+class _StartComponents:
+    @hookimpl
+    def register_components(self, register: plugins.ComponentRegistrar) -> None:
+        register.processor("builds_at_start", BuildsAtStart)
+        register.sink("freeze_noting", FreezeNotingSink)

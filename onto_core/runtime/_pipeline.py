@@ -108,8 +108,15 @@ def _as_list(result: Any) -> list[Message]:
 class PipelineRunner:
     """Runs one pipeline until its source is exhausted or ``stop()`` is called."""
 
-    def __init__(self, config: PipelineConfig, datastore: Datastore | None = None) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        datastore: Datastore | None = None,
+        settle_memory: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
+        # Called once what processors built at start is due out (see _emit_due).
+        self._settle_memory = settle_memory
         self.name = config.name
         self.datastore = datastore
         self.metrics = PipelineMetrics(config.name)
@@ -540,6 +547,11 @@ class PipelineRunner:
             if due is None:
                 continue
             messages = list(await due())
+            if messages and self._settle_memory is not None:
+                # What was built at start (views and their indexes) lives on: out of the
+                # collector's way before the many messages that go out now.
+                self._settle_memory()
+                self._settle_memory = None
             await self._skip_reflected(processor)
             size = self.config.batch.size
             for start in range(0, len(messages), size):

@@ -77,9 +77,11 @@ class Runtime:
     async def run(self, handle_signals: bool = False) -> None:
         """Run every pipeline; returns when all are done. Raises the first pipeline error."""
         datastore = await asyncio.to_thread(self._open_datastore)
+        freeze = self.config.runtime.freeze_gc
         try:
             self.runners = {
-                name: PipelineRunner(p, datastore) for name, p in self.config.pipelines.items()
+                name: PipelineRunner(p, datastore, self._settle_memory if freeze else None)
+                for name, p in self.config.pipelines.items()
             }
             started: list[PipelineRunner] = []
             try:
@@ -88,11 +90,8 @@ class Runtime:
                     await runner.start()
                 get_plugin_manager().hook.runtime_started(runtime=self)
                 log.info("started: %s", ", ".join(self.runners))
-                if self.config.runtime.freeze_gc:
-                    # Start-up objects (modules, models, bootstrapped views) live as long as
-                    # the process; without this every full collection walks them all again.
-                    gc.collect()
-                    gc.freeze()
+                if freeze:
+                    self._settle_memory()
                 with self._signals(handle_signals):
                     await self._run_all()
             finally:
@@ -106,6 +105,18 @@ class Runtime:
             if datastore is not None:
                 await as_async(datastore.close)()
             self._log_metrics()
+
+    @staticmethod
+    def _settle_memory() -> None:
+        """Collect, then exempt what is alive from later collections (``gc.freeze``).
+
+        Start-up objects (modules, models, views built at start and their indexes) live
+        as long as the process; without this every full collection walks them all again.
+        Called once every component has started, and again by each pipeline once what
+        its processors built at start is due out.
+        """
+        gc.collect()
+        gc.freeze()
 
     async def _run_all(self) -> None:
         tasks = {
