@@ -5,14 +5,28 @@ plugins whose entry-point or distribution name is listed; set it empty to load n
 built-in components register through the same hook and are always present. A plugin that
 fails to import is logged as a warning naming it, recorded in ``failed_plugins()`` and
 skipped.
+
+Plugins are found without importing them (``importlib.metadata``). A plugin that declares
+its components in the ``onto.components`` entry-point group (one entry per component,
+named ``<kind>.<type>``, whose value is the plugin's module; ``none`` for a plugin with no
+component of its own) is imported only when a component it declares is asked for
+(``get_component``), or when everything is listed (``list_plugins``, ``list_components``,
+``failed_plugins``). A declared plugin whose module another plugin has already imported is
+registered at once, since that costs nothing: so onto-web's server hooks come along with
+the web transports that import it. A plugin that declares nothing is imported on first use,
+as are all remaining plugins when a type nobody declared is asked for, so an undeclared or
+wrongly declared plugin is still found.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import inspect
 import logging
 import os
+import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,6 +39,7 @@ from onto_core.errors import PluginError
 from onto_core.protocols import Guarantee
 
 __all__ = [
+    "COMPONENTS_GROUP",
     "ENTRY_POINT_GROUP",
     "ComponentInfo",
     "ComponentKind",
@@ -42,10 +57,17 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "onto"
+# Entry points ``<kind>.<type> = "<plugin module>"``: which plugin to import for a type.
+COMPONENTS_GROUP = "onto.components"
+# The entry name a plugin without components of its own declares (then imported on demand).
+NO_COMPONENTS = "none"
 ComponentKind = Literal["source", "processor", "sink", "datastore", "coordinator"]
 KINDS: tuple[ComponentKind, ...] = ("source", "processor", "sink", "datastore", "coordinator")
 
 log = logging.getLogger("onto.plugins")
+
+_RST_LITERAL = re.compile(r"``(.+?)``")
+_RST_ROLE = re.compile(r":[a-z:]+:`~?([^`]+)`")
 
 # Components of the project's own plugins, so an unknown type can say what to install.
 _PROVIDED_BY: dict[tuple[str, str], str] = {
@@ -89,9 +111,14 @@ class ComponentInfo:
 
     @property
     def description(self) -> str:
-        """The first line of the class docstring."""
-        doc = (self.cls.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        """The summary of the class docstring (its first paragraph), as one line.
+
+        reStructuredText literals (````x````) and roles (``:class:`x```) become Markdown
+        code (```x```), which reads as well in a terminal.
+        """
+        doc = inspect.cleandoc(self.cls.__doc__ or "")
+        summary = " ".join(doc.split("\n\n", 1)[0].split())
+        return _RST_LITERAL.sub(r"`\1`", _RST_ROLE.sub(r"`\1`", summary))
 
     @property
     def guarantees(self) -> list[str]:
@@ -198,8 +225,15 @@ class _Hub:
         self.failed: dict[str, str] = {}
         # Installed plugins left out by ONTO_LOAD_PLUGINS, named in "unknown type" errors.
         self.skipped: list[str] = []
+        # Plugins found but not imported yet, by name, in entry-point order.
+        self.pending: dict[str, Any] = {}
+        # (kind, type) -> names of the plugins that declare it in COMPONENTS_GROUP.
+        self.declared: dict[tuple[str, str], list[str]] = {}
+        # Listing order: built-ins, then entry-point order, then plugins registered in code.
+        self.order: dict[str, int] = {"builtin": 0}
 
     def load(self) -> pluggy.PluginManager:
+        """The plugin manager with the built-ins and every plugin that declares nothing."""
         with self.lock:
             if self.pm is not None:
                 return self.pm
@@ -209,46 +243,98 @@ class _Hub:
 
             pm.register(builtin, name="builtin")
             self.plugins["builtin"] = PluginInfo("builtin", "onto-core", _version("onto-core"))
-            self._load_entry_points(pm)
-            for name, plugin in pm.list_name_plugin():
-                self._collect(pm, name, plugin)
+            self._collect(pm, "builtin", builtin)
             self.pm = pm
+            on_demand = self._find_entry_points()
+            self._import([name for name in self.pending if name not in on_demand])
             return pm
 
-    def _load_entry_points(self, pm: pluggy.PluginManager) -> None:
+    def _find_entry_points(self) -> set[str]:
+        """Index the wanted plugins without importing them; the names that declare components."""
         wanted = _wanted_plugins()
+        taken: dict[str, str | None] = {"builtin": "onto-core"}
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist is not None else None
             if wanted is not None and ep.name not in wanted and dist not in wanted:
                 self.skipped.append(ep.name)
                 continue
-            if ep.name in self.failed:
-                continue
-            if pm.get_plugin(ep.name) is not None:
-                taken = self.plugins[ep.name].distribution if ep.name in self.plugins else None
+            if ep.name in taken:
                 log.warning(
                     "plugin %r (distribution %s) was skipped: the name is already taken by "
                     "distribution %s",
                     ep.name,
                     dist or "unknown",
-                    taken or "unknown",
+                    taken[ep.name] or "unknown",
                 )
                 continue
-            try:
-                module = ep.load()
-                pm.register(module, name=ep.name)
-            except Exception as exc:  # a broken plugin must never take the host down
-                reason = f"{type(exc).__name__}: {exc}"
-                self.failed[ep.name] = reason
-                log.warning(
-                    "plugin %r (distribution %s) failed to load and was skipped: %s",
-                    ep.name,
-                    dist or "unknown",
-                    reason,
-                )
-                continue
-            version = ep.dist.version if ep.dist is not None else None
-            self.plugins[ep.name] = PluginInfo(ep.name, dist, version)
+            taken[ep.name] = dist
+            self.pending[ep.name] = ep
+            self.order[ep.name] = len(self.order)
+        by_value = {(ep.value, _dist_name(ep)): name for name, ep in self.pending.items()}
+        on_demand: set[str] = set()
+        for entry in importlib.metadata.entry_points(group=COMPONENTS_GROUP):
+            name = by_value.get((entry.value, _dist_name(entry)))
+            if name is None:
+                continue  # a declaration of a plugin left out or of another distribution
+            on_demand.add(name)
+            kind, _, type_name = entry.name.partition(".")
+            if entry.name != NO_COMPONENTS and kind in KINDS and type_name:
+                self.declared.setdefault((kind, type_name), []).append(name)
+        return on_demand
+
+    def _import(self, names: list[str]) -> None:
+        """Import and register the pending plugins ``names``, then those already imported."""
+        assert self.pm is not None
+        for name in names:
+            ep = self.pending.pop(name, None)
+            if ep is not None:
+                self._load_entry_point(self.pm, ep)
+        for name, ep in list(self.pending.items()):
+            module = ep.value.partition(":")[0].strip()
+            if module in sys.modules:
+                del self.pending[name]
+                self._load_entry_point(self.pm, ep)
+
+    def load_all(self) -> None:
+        """Import every plugin not imported yet."""
+        with self.lock:
+            self.load()
+            self._import(list(self.pending))
+
+    def find(self, kind: str, name: str) -> ComponentInfo | None:
+        """The component ``kind`` ``name``, importing the plugins that declare it if needed.
+
+        When no plugin imported so far registers it, every remaining plugin is imported.
+        """
+        with self.lock:
+            self.load()
+            info = self.components.get((kind, name))
+            if info is None and self.declared.get((kind, name)):
+                self._import(self.declared[(kind, name)])
+                info = self.components.get((kind, name))
+            if info is None and self.pending:
+                self.load_all()
+                info = self.components.get((kind, name))
+            return info
+
+    def _load_entry_point(self, pm: pluggy.PluginManager, ep: Any) -> None:
+        dist = ep.dist.name if ep.dist is not None else None
+        try:
+            module = ep.load()
+            pm.register(module, name=ep.name)
+        except Exception as exc:  # a broken plugin must never take the host down
+            reason = f"{type(exc).__name__}: {exc}"
+            self.failed[ep.name] = reason
+            log.warning(
+                "plugin %r (distribution %s) failed to load and was skipped: %s",
+                ep.name,
+                dist or "unknown",
+                reason,
+            )
+            return
+        version = ep.dist.version if ep.dist is not None else None
+        self.plugins[ep.name] = PluginInfo(ep.name, dist, version)
+        self._collect(pm, ep.name, module)
 
     def _collect(self, pm: pluggy.PluginManager, name: str, plugin: object) -> None:
         """Record ``plugin``'s hooks and call its ``register_components``.
@@ -280,6 +366,10 @@ class _Hub:
         info.components = [f"{c.kind}:{c.name}" for c in registrar.registered]
 
 
+def _dist_name(ep: Any) -> str | None:
+    return ep.dist.name if getattr(ep, "dist", None) is not None else None
+
+
 def _version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)
@@ -298,7 +388,12 @@ _hub = _Hub()
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The loaded plugin manager (loads plugins on first call)."""
+    """The plugin manager with the plugins loaded so far.
+
+    That is the built-ins, every plugin that declares no components, and the plugins whose
+    components were asked for (``get_component``) or listed; hooks called through it reach
+    those plugins only.
+    """
     return _hub.load()
 
 
@@ -309,20 +404,25 @@ def reset() -> None:
 
 
 def list_plugins() -> list[PluginInfo]:
-    """Every loaded plugin, built-in first."""
-    _hub.load()
-    return list(_hub.plugins.values())
+    """Every installed plugin (all are imported), built-in first, then entry-point order."""
+    _hub.load_all()
+    order = _hub.order
+    found = sorted(_hub.plugins.values(), key=lambda p: order.get(p.name, len(order)))
+    return found
 
 
 def failed_plugins() -> dict[str, str]:
-    """Plugins that failed to load, by name, with the reason."""
-    _hub.load()
+    """Plugins that failed to load, by name, with the reason (all plugins are imported)."""
+    _hub.load_all()
     return dict(_hub.failed)
 
 
 def list_components(kind: ComponentKind | None = None) -> list[ComponentInfo]:
-    """Registered components, optionally of one kind, sorted by kind then name."""
-    _hub.load()
+    """Every registered component (all plugins are imported), optionally of one kind.
+
+    Sorted by kind then name.
+    """
+    _hub.load_all()
     found = [c for c in _hub.components.values() if kind is None or c.kind == kind]
     return sorted(found, key=lambda c: (KINDS.index(c.kind), c.name))
 
@@ -334,9 +434,11 @@ def closest_name(name: str, known: list[str]) -> str | None:
 
 
 def get_component(kind: ComponentKind, name: str) -> ComponentInfo:
-    """The component registered as ``name``; ``PluginError`` lists the known ones if absent."""
-    _hub.load()
-    info = _hub.components.get((kind, name))
+    """The component registered as ``name``; ``PluginError`` lists the known ones if absent.
+
+    Imports only the plugins that declare it, or every plugin when none does.
+    """
+    info = _hub.find(kind, name)
     if info is not None:
         return info
     known = [c.name for c in list_components(kind)]
@@ -368,6 +470,8 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
     """
     pm = _hub.load()
     with _hub.lock:
+        if name is not None and name in _hub.pending:
+            raise PluginError(f"plugin name {name!r} is taken by an installed plugin")
         registered = pm.register(plugin, name=name)
         if registered is None:
             raise PluginError(f"plugin {name or plugin!r} is already registered or blocked")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import subprocess
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from pydantic import BaseModel, ConfigDict, Field
 
 from onto_core.__about__ import __version__
 from onto_core.cli import cli
-from onto_core.plugins import list_components
+from onto_core.hookspecs import hookimpl
+from onto_core.plugins import ComponentRegistrar, list_components, register_plugin
 
 OntoCommand = Callable[..., subprocess.CompletedProcess[str]]  # the ``onto`` fixture
 
@@ -265,3 +268,94 @@ def test_plugins_table() -> None:
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["name", "version", "hooks", "components"]
     assert rows[0].split()[:3] == ["builtin", __version__, "register_components"]
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class ShowcaseSink:
+    """Writes to ``path`` through a
+    :class:`~pathlib.Path`, one ``line`` per message.
+
+    Further paragraphs are left out of listings.
+    """
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        path: Path = Field(Path("out/lines.txt"), description="Where to write.")
+        label: str | None = Field(None, description="A label | or none.")
+        enabled: bool = Field(True, description="On or off.")
+        tags: list[str] = Field(default_factory=list, description="Tags.")
+        prefix: str = Field("", description="Prefix.")
+        code: str = Field("123", description="A string of digits.")
+        answer: str = Field("yes", description="A word YAML reads as a boolean.")
+        color: Color = Field(Color.RED, description="A colour.")
+        target: str = Field(description="Required.")
+
+
+class ShowcasePlugin:
+    @hookimpl
+    def register_components(self, register: ComponentRegistrar) -> None:
+        register.sink("showcase", ShowcaseSink)
+
+
+@pytest.fixture
+def showcase() -> None:
+    register_plugin(ShowcasePlugin(), name="showcase")
+
+
+@pytest.mark.usefixtures("showcase")
+def test_components_show_docstring_summaries_with_code_and_defaults_as_yaml() -> None:
+    result = invoke("components", "--kind", "sink")
+    assert result.exit_code == 0, result.output
+    listed = result.stdout.split("sink showcase  (showcase)\n", 1)[1].split("\n\n", 1)[0]
+    assert listed.splitlines() == [
+        "  Writes to `path` through a `pathlib.Path`, one `line` per message.",
+        "  - path (default out/lines.txt): Where to write.",
+        "  - label (default null): A label | or none.",
+        "  - enabled (default true): On or off.",
+        "  - tags (default []): Tags.",
+        "  - prefix (default ''): Prefix.",
+        "  - code (default '123'): A string of digits.",
+        "  - answer (default 'yes'): A word YAML reads as a boolean.",
+        "  - color (default red): A colour.",
+        "  - target (required): Required.",
+    ]
+
+
+@pytest.mark.usefixtures("showcase")
+def test_components_markdown_renders_code_and_yaml_defaults() -> None:
+    result = invoke("components", "--markdown", "--kind", "sink")
+    assert result.exit_code == 0, result.output
+    section = result.stdout.split("## sink `showcase`\n\n", 1)[1].split("\n\n## ", 1)[0]
+    assert section.splitlines() == [
+        "Writes to `path` through a `pathlib.Path`, one `line` per message. (plugin: `showcase`)",
+        "",
+        "| setting | default | meaning |",
+        "|---|---|---|",
+        "| `path` | `out/lines.txt` | Where to write. |",
+        "| `label` | `null` | A label \\| or none. |",
+        "| `enabled` | `true` | On or off. |",
+        "| `tags` | `[]` | Tags. |",
+        "| `prefix` | `''` | Prefix. |",
+        "| `code` | `'123'` | A string of digits. |",
+        "| `answer` | `'yes'` | A word YAML reads as a boolean. |",
+        "| `color` | `red` | A colour. |",
+        "| `target` | required | Required. |",
+    ]
+
+
+@pytest.mark.usefixtures("showcase")
+def test_components_json_description_is_the_docstring_summary() -> None:
+    result = invoke("components", "--json", "--kind", "sink")
+    (showcase,) = [c for c in json.loads(result.stdout) if c["name"] == "showcase"]
+    assert showcase["description"] == (
+        "Writes to `path` through a `pathlib.Path`, one `line` per message."
+    )
+
+
+def test_components_help_says_where_descriptions_come_from() -> None:
+    result = invoke("components", "--help")
+    assert result.exit_code == 0
+    assert "summary line of its class docstring" in " ".join(result.stdout.split())

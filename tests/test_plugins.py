@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import os
 import subprocess
+import sys
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -220,19 +222,47 @@ class FakeDistribution:
 
 @dataclass
 class FakeEntryPoint:
-    """Stands in for ``importlib.metadata.EntryPoint``; counts how often it is loaded."""
+    """Stands in for ``importlib.metadata.EntryPoint``; counts how often it is loaded.
+
+    Its ``value`` (the module it names) is ``onto_fake_<name>``. ``on_load`` runs when it
+    is loaded (to stand in for the modules a plugin imports).
+    """
 
     name: str
     module: types.ModuleType | Exception
     dist: FakeDistribution | None = None
     group: str = "onto"
+    on_load: Callable[[], None] | None = None
     loads: int = field(default=0, init=False)
+
+    @property
+    def value(self) -> str:
+        return f"onto_fake_{self.name}"
 
     def load(self) -> types.ModuleType:
         self.loads += 1
+        if self.on_load is not None:
+            self.on_load()
         if isinstance(self.module, Exception):
             raise self.module
         return self.module
+
+
+@dataclass
+class FakeDeclaration:
+    """An ``onto.components`` entry point: ``name`` is ``<kind>.<type>`` or ``none``."""
+
+    name: str
+    plugin: FakeEntryPoint
+    group: str = "onto.components"
+
+    @property
+    def value(self) -> str:
+        return self.plugin.value
+
+    @property
+    def dist(self) -> FakeDistribution | None:
+        return self.plugin.dist
 
 
 class Settings(BaseModel):
@@ -263,19 +293,23 @@ def plugin_module(name: str, add: Callable[[plugins.ComponentRegistrar], None]) 
 def entry_points(
     monkeypatch: pytest.MonkeyPatch, onto_plugins_reset: None
 ) -> Callable[..., list[FakeEntryPoint]]:
-    """``entry_points(*fakes)`` makes the plugin manager find exactly ``fakes``."""
-    monkeypatch.delenv("ONTO_LOAD_PLUGINS", raising=False)
-    found: list[FakeEntryPoint] = []
+    """``entry_points(*fakes)`` makes the plugin manager find exactly ``fakes``.
 
-    def fake(**params: Any) -> Iterable[FakeEntryPoint]:
-        assert params == {"group": "onto"}
-        return list(found)
+    ``fakes`` are plugins (``FakeEntryPoint``) and their declarations (``FakeDeclaration``);
+    it returns the plugins.
+    """
+    monkeypatch.delenv("ONTO_LOAD_PLUGINS", raising=False)
+    found: list[FakeEntryPoint | FakeDeclaration] = []
+
+    def fake(**params: Any) -> Iterable[FakeEntryPoint | FakeDeclaration]:
+        assert set(params) == {"group"}
+        return [ep for ep in found if ep.group == params["group"]]
 
     monkeypatch.setattr(importlib.metadata, "entry_points", fake)
 
-    def install(*fakes: FakeEntryPoint) -> list[FakeEntryPoint]:
+    def install(*fakes: FakeEntryPoint | FakeDeclaration) -> list[FakeEntryPoint]:
         found.extend(fakes)
-        return found
+        return [ep for ep in found if isinstance(ep, FakeEntryPoint)]
 
     return install
 
@@ -299,6 +333,88 @@ def test_loading_is_lazy_and_happens_once(entry_points: Callable[..., Any]) -> N
     plugins.failed_plugins()
 
     assert alpha.loads == 1
+
+
+def test_declared_plugin_is_imported_only_when_its_component_is_asked_for(
+    entry_points: Callable[..., Any],
+) -> None:
+    alpha_ep = FakeEntryPoint("alpha", plugin_module("alpha", sinks_named("a")))
+    beta_ep = FakeEntryPoint("beta", plugin_module("beta", sinks_named("b")))
+    alpha, beta = entry_points(
+        alpha_ep, FakeDeclaration("sink.a", alpha_ep), beta_ep, FakeDeclaration("sink.b", beta_ep)
+    )
+
+    assert plugins.get_component("sink", "stdout").plugin == "builtin"
+    assert (alpha.loads, beta.loads) == (0, 0)
+    assert plugins.get_component("sink", "b").plugin == "beta"
+    assert (alpha.loads, beta.loads) == (0, 1)
+
+
+def test_plugin_that_declares_nothing_is_imported_on_first_use(
+    entry_points: Callable[..., Any],
+) -> None:
+    (alpha,) = entry_points(FakeEntryPoint("alpha", plugin_module("alpha", sinks_named("a"))))
+    plugins.get_component("sink", "stdout")
+    assert alpha.loads == 1
+
+
+def test_a_type_no_plugin_declares_imports_every_plugin_to_find_it(
+    entry_points: Callable[..., Any],
+) -> None:
+    """A plugin whose declarations miss a component it registers is still found."""
+    stale = FakeEntryPoint("stale", plugin_module("stale", sinks_named("declared", "added")))
+    other = FakeEntryPoint("other", plugin_module("other", sinks_named("o")))
+    entry_points(
+        stale, FakeDeclaration("sink.declared", stale), other, FakeDeclaration("sink.o", other)
+    )
+
+    assert plugins.get_component("sink", "added").plugin == "stale"
+    assert (stale.loads, other.loads) == (1, 1)
+
+
+def test_listings_import_every_plugin_in_entry_point_order(
+    entry_points: Callable[..., Any],
+) -> None:
+    alpha_ep = FakeEntryPoint("alpha", plugin_module("alpha", sinks_named("a")))
+    beta_ep = FakeEntryPoint("beta", plugin_module("beta", sinks_named("b")))
+    entry_points(
+        alpha_ep, FakeDeclaration("sink.a", alpha_ep), beta_ep, FakeDeclaration("sink.b", beta_ep)
+    )
+    plugins.get_component("sink", "b")
+
+    assert [p.name for p in plugins.list_plugins()] == ["builtin", "alpha", "beta"]
+    assert {"a", "b"} <= {c.name for c in plugins.list_components("sink")}
+
+
+def test_declared_plugin_imported_by_a_loaded_one_comes_along_with_its_hooks(
+    entry_points: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like onto-web, whose server hooks the web transports that import it rely on."""
+    started: list[str] = []
+    server = types.ModuleType("server")
+
+    @hookimpl
+    def runtime_started(runtime: Any) -> None:
+        started.append("server")
+
+    server.runtime_started = runtime_started  # type: ignore[attr-defined]
+    server_ep = FakeEntryPoint("server", server)
+    web_ep = FakeEntryPoint(
+        "web",
+        plugin_module("web", sinks_named("web")),
+        on_load=lambda: monkeypatch.setitem(sys.modules, server_ep.value, server),
+    )
+    entry_points(
+        server_ep, FakeDeclaration("none", server_ep), web_ep, FakeDeclaration("sink.web", web_ep)
+    )
+
+    plugins.get_component("sink", "stdout")
+    plugins.get_plugin_manager().hook.runtime_started(runtime=None)
+    assert started == []
+    plugins.get_component("sink", "web")
+    plugins.get_plugin_manager().hook.runtime_started(runtime=None)
+    assert started == ["server"]
+    assert server_ep.loads == 1
 
 
 def test_reset_forgets_loaded_plugins(entry_points: Callable[..., Any]) -> None:
@@ -569,3 +685,141 @@ def test_the_install_hints_name_every_component_of_the_projects_plugins(
     }
     assert found
     assert found == plugins._PROVIDED_BY
+
+
+def test_every_onto_plugin_declares_exactly_the_components_it_registers(
+    onto_plugins_reset: None,
+) -> None:
+    """The ``onto.components`` entry points of the project's plugins match their registrations."""
+    declared: set[tuple[str, str, str]] = set()
+    for entry in importlib.metadata.entry_points(group=plugins.COMPONENTS_GROUP):
+        if entry.dist is not None and entry.dist.name.startswith("onto-"):
+            kind, _, name = entry.name.partition(".")
+            declared.add((entry.dist.name, kind, name))
+    registered = {
+        (plugins._hub.plugins[c.plugin].distribution or "", c.kind, c.name)
+        for c in plugins.list_components()
+        if c.plugin != "builtin"
+    }
+    onto_registered = {r for r in registered if r[0].startswith("onto-")}
+    components_only = {d for d in declared if d[1] != plugins.NO_COMPONENTS}
+    assert components_only == onto_registered
+    # A plugin declaring ``none`` registers nothing.
+    assert {d[0] for d in declared if d[1] == "none"} == {"onto-web"}
+
+
+# --- which plugin modules a command imports ---------------------------------------------
+
+
+def plugin_modules() -> set[str]:
+    """The module of every installed ``onto`` plugin."""
+    return {
+        ep.value.partition(":")[0]
+        for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP)
+    }
+
+
+# Runs the ``onto`` command in-process and, on exit, prints the modules it had imported.
+# (``python -X importtime`` misses modules loaded through ``importlib.import_module``.)
+IMPORTS_REPORTER = """\
+import atexit, json, sys
+atexit.register(lambda: print("IMPORTED " + json.dumps(sorted(sys.modules)), file=sys.stderr))
+from onto_core.cli import main
+sys.argv[0] = "onto"
+main()
+"""
+
+
+def imported_plugins(
+    tmp_path: Path, config: str, *args: str, plugin_dir: Path | None = None
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run ``onto <args> onto.yaml``; return it and the ``onto_*`` packages it imported."""
+    (tmp_path / "onto.yaml").write_text(config, encoding="utf-8")
+    (tmp_path / "imports_reporter.py").write_text(IMPORTS_REPORTER, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "ONTO_LOAD_PLUGINS"}
+    if plugin_dir is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugin_dir), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "imports_reporter.py", *args, "onto.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    (report,) = [line for line in done.stderr.splitlines() if line.startswith("IMPORTED ")]
+    modules = json.loads(report.removeprefix("IMPORTED "))
+    return done, {m for m in modules if m.startswith("onto_") and "." not in m} - {"onto_core"}
+
+
+GENERATE_TO_STDOUT = """\
+pipelines:
+  one:
+    source: {type: generate, count: 1}
+    sinks: [{type: stdout}]
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_config_of_builtins_imports_no_installed_plugin(tmp_path: Path, command: str) -> None:
+    done, imported = imported_plugins(tmp_path, GENERATE_TO_STDOUT, command)
+    assert done.returncode == 0, done.stderr
+    if command == "run":
+        assert len(done.stdout.splitlines()) == 1
+    assert {"onto_kafka", "onto_firestore", "onto_web"} <= plugin_modules()
+    assert imported == set()
+
+
+def test_config_naming_kafka_imports_onto_kafka_and_no_other_plugin(tmp_path: Path) -> None:
+    config = GENERATE_TO_STDOUT.replace(
+        "{type: stdout}", "{type: kafka, bootstrap_servers: 127.0.0.1:1, topic: t}"
+    )
+    done, imported = imported_plugins(tmp_path, config, "validate")
+    assert done.returncode == 0, done.stderr
+    assert imported == {"onto_kafka"}
+
+
+def test_config_naming_rest_brings_the_web_server_plugin_with_its_hooks(tmp_path: Path) -> None:
+    config = (
+        "pipelines:\n"
+        "  api:\n"
+        '    source: {type: rest, port: 8000, views: ["examples.meeting_room.views:UserView"]}\n'
+        "    processors: [{type: api}]\n"
+        "    sinks: [{type: reply}]\n"
+    )
+    (tmp_path / "check.py").write_text(
+        "import sys\n"
+        "from onto_core.config import load_config\n"
+        "from onto_core.plugins import get_plugin_manager\n"
+        "load_config(sys.argv[1])\n"
+        "print(sorted(name for name, _ in get_plugin_manager().list_name_plugin()))\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "onto.yaml").write_text(config, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "ONTO_LOAD_PLUGINS"}
+    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    done = subprocess.run(
+        [sys.executable, "check.py", "onto.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['builtin', 'rest', 'web']"
+
+
+def test_third_party_plugin_declaring_nothing_is_found_without_importing_declared_ones(
+    tmp_path: Path, installed_plugins: Path
+) -> None:
+    done, imported = imported_plugins(
+        tmp_path, SAMPLE_PIPELINE, "run", plugin_dir=installed_plugins
+    )
+    assert done.returncode == 0, done.stderr
+    assert len((tmp_path / "collected.jsonl").read_text(encoding="utf-8").splitlines()) == 4
+    # onto_broken declares nothing either: it is tried (and reported) like onto_sample.
+    assert imported == {"onto_sample"}
+    assert "plugin 'broken' (distribution onto-broken) failed to load" in done.stderr
