@@ -6,7 +6,7 @@ The public API is re-exported here; everything else is an implementation detail.
 from __future__ import annotations
 
 from onto_core.__about__ import __version__
-from onto_core.config import OntoConfig, PipelineConfig, load_config, parse_config
+from onto_core.config import ComponentSpec, OntoConfig, PipelineConfig, load_config, parse_config
 from onto_core.errors import (
     ComponentError,
     ConfigError,
@@ -23,7 +23,15 @@ from onto_core.errors import (
 from onto_core.hookspecs import hookimpl, hookspec
 from onto_core.models.datastore import Change, ChangeOp, Datastore
 from onto_core.plugins import ComponentRegistrar, register_plugin
-from onto_core.protocols import Guarantee, Message, Processor, RuntimeContext, Sink, Source
+from onto_core.protocols import (
+    Guarantee,
+    Message,
+    Positions,
+    Processor,
+    RuntimeContext,
+    Sink,
+    Source,
+)
 from onto_core.runtime import Runtime
 
 __all__ = [
@@ -31,6 +39,7 @@ __all__ = [
     "ChangeOp",
     "ComponentError",
     "ComponentRegistrar",
+    "ComponentSpec",
     "ConfigError",
     "ConflictError",
     "Datastore",
@@ -42,6 +51,7 @@ __all__ = [
     "OntoError",
     "PipelineConfig",
     "PluginError",
+    "Positions",
     "Processor",
     "ProcessorError",
     "Runtime",

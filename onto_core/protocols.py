@@ -2,12 +2,13 @@
 
 Any method below may be written ``def`` or ``async def``; the runtime awaits coroutines and
 runs plain functions in a worker thread, so a blocking client library never stalls other
-pipelines. Optional methods (``start``, ``close``, ``read_batch``, ``ack_batch``, ``process_batch``)
-are looked up by name and skipped when absent.
+pipelines. Optional methods (``start``, ``close``, ``read_batch``, ``ack_batch``, ``positions``,
+``process_batch``, ``due_messages``, ``settled``, ``write_exactly_once``) are looked up by
+name on the instance and skipped when absent. The guide is docs/writing-connectors.md.
 
 Lifecycle of a pipeline::
 
-    source.start(ctx)  processors.start(ctx)  sinks.start(ctx)
+    sinks.start(ctx)  processors.start(ctx)  source.start(ctx)   (source last: reads go out)
     loop:
         msgs = source.read_batch(n)  or  [source.read()]
         outs = processor.process(msg) ...             (each processor in order)
@@ -15,7 +16,7 @@ Lifecycle of a pipeline::
         source.ack(msg)      when every sink confirmed (at_least_once), or
                              right after reading (at_most_once)
         source.nack(msg, e)  when the message could be neither delivered nor dead-lettered
-    sinks.close()  processors.close()  source.close()
+    source.close()  processors.close()  sinks.close()
 
 Each component class declares its settings as a nested pydantic ``Config`` model with
 ``extra="forbid"``; the runtime constructs it as ``cls(config)``. Anything that connects
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Guarantee",
     "Message",
+    "Positions",
     "Processor",
     "ProcessorResult",
     "RuntimeContext",
@@ -202,6 +204,34 @@ class RuntimeContext:
     wake: Callable[[], None] = _no_wake
 
 
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Positions:
+    """Where a source resumes once some consumed messages are done, for a sink to commit.
+
+    Under ``exactly_once`` a transactional sink commits its outputs together with the
+    source's position after the inputs they came from, so neither counts without the
+    other. It asks the source for that position with ``source.positions(consumed, sink)``
+    (see ``Source``) and gets one of these:
+
+    - ``system`` names where the positions live (``"kafka"``: offsets of a consumer
+      group). A sink commits only positions of a system it can write in the same
+      transaction as its outputs, and raises ``SinkError`` naming the system otherwise.
+    - ``value`` is what to commit, in the form that system's documentation gives (for
+      ``"kafka"``, ``onto_kafka.KafkaPositions``: the offsets per partition and the group
+      metadata for ``send_offsets_to_transaction``).
+    - ``committed()`` is called by the sink once the transaction holding ``value`` has
+      committed, and never after an abort, so the source knows what is saved.
+    """
+
+    system: str
+    value: Any
+    committed: Callable[[], None] = _nothing
+
+
 @runtime_checkable
 class Source(Protocol):
     """Where messages come from.
@@ -216,6 +246,17 @@ class Source(Protocol):
     ``ack_batch(msgs)`` acks several messages, in order, with one call (a source that
     saves its position per ack saves it once); when present the runtime calls it instead
     of ``ack`` for every batch delivered whole, so it must mean exactly ``ack`` on each.
+
+    ``read`` and ``read_batch`` of a source with no end (a broker, a change feed) wait
+    while nothing is ready, however long that takes: ``None`` or ``[]`` ends the pipeline.
+
+    An optional ``positions(consumed, committer)`` returns the ``Positions`` the source
+    resumes from once the messages ``consumed`` are done, for ``committer`` (a sink with
+    ``write_exactly_once``) to commit inside its transaction. From the first call on, the
+    source leaves saving those positions to such commits; ``ack`` is still called for
+    each consumed message after ``write_exactly_once`` returned and must not save them
+    again. A source whose positions only one transaction may carry raises
+    ``SourceError`` when a second committer asks.
 
     Class attribute ``guarantees`` lists what the source can give: ``at_least_once`` needs
     a source that redelivers what was never acked (after a restart, for durable sources).
@@ -273,8 +314,16 @@ class Sink(Protocol):
     messages again; that is the bounded duplication at_least_once allows.
 
     Class attributes: ``guarantees`` lists what the sink can give (``exactly_once`` needs an
-    idempotent or transactional write); ``max_batch_size`` (optional) caps batches.
-    ``start(ctx)`` and ``close()`` are optional; ``close`` flushes and must be idempotent.
+    idempotent or transactional write); ``max_batch_size`` (optional, an int) caps batches.
+    The runtime reads it from the instance, so a class attribute or one set in
+    ``__init__`` from the config both work. ``start(ctx)`` and ``close()`` are optional;
+    ``close`` flushes and must be idempotent.
+
+    Optional, transactional: ``write_exactly_once(outputs, consumed, source)`` is called
+    instead of ``write`` under ``exactly_once``. It commits ``outputs`` together with the
+    source's position after ``consumed`` (from ``source.positions(consumed, self)``), or
+    raises having committed neither; it may return how many outputs it wrote. The
+    runtime acks ``consumed`` after it returns.
     """
 
     guarantees: ClassVar[frozenset[Guarantee]]

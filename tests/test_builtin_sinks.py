@@ -33,6 +33,13 @@ class TestFileSinkBareValues(SinkConformance):
         sink = FileSink(FileSink.Config(path=path, envelope=False))
         return sink, lambda: json_lines(path)
 
+    @pytest.fixture
+    def refusing_sink_factory(self) -> FileSink:
+        full = Path("/dev/full")  # every write to it fails with "no space left on device"
+        if not full.exists():
+            pytest.skip("no /dev/full on this system")
+        return FileSink(FileSink.Config(path=full, envelope=False))
+
 
 class TestFileSinkEnvelope(SinkConformance):
     @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -84,10 +85,18 @@ class FileSink:
         if self._file is None:
             self.start()
         assert self._file is not None
-        self._file.write(text)
-        self._file.flush()
-        if self.config.fsync:
-            os.fsync(self._file.fileno())
+        try:
+            self._file.write(text)
+            self._file.flush()
+            if self.config.fsync:
+                os.fsync(self._file.fileno())
+        except OSError:
+            # Drop what is still buffered, so neither a retry nor close writes it again;
+            # the next write reopens the file, cutting a line this one left unfinished.
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+            raise
 
     async def write(self, messages: list[Message]) -> None:
         text = "".join(encode_line(m, self.config.envelope) for m in messages)

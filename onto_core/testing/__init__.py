@@ -26,6 +26,7 @@ from onto_core.testing.conformance import (  # noqa: E402
     SinkConformance,
     SourceConformance,
     SourceHarness,
+    broken_promise,
     call,
     run,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "SinkConformance",
     "SourceConformance",
     "SourceHarness",
+    "broken_promise",
     "built_views",
     "call",
     "differing_views",

@@ -4,6 +4,9 @@ Each suite is a plain class of ``test_*`` methods; a subclass named ``Test...`` 
 pytest collect them. Component methods may be sync or async: the suites call them the
 way the runtime does (coroutines awaited, plain functions in a worker thread), inside
 ``asyncio.run``, so no asyncio pytest plugin is needed. Every wait has a timeout.
+
+A failure names the promise the component broke and the section of
+docs/writing-connectors.md that states it, e.g. ``docs/writing-connectors.md#read-waits``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "SinkConformance",
     "SourceConformance",
     "SourceHarness",
+    "broken_promise",
     "call",
     "run",
 ]
@@ -84,6 +88,21 @@ def run(value: Any) -> Any:
     return asyncio.run(wait())
 
 
+GUIDE = "docs/writing-connectors.md"
+"""The page that states every promise the suites check; failures link to its sections."""
+
+
+def broken_promise(promise: str, section: str, found: str) -> str:
+    """A failure message: what was found, the promise it breaks, where that promise is stated."""
+    return f"{found}\nBroken promise: {promise} (see {GUIDE}#{section})"
+
+
+_RESTART_PROMISE = (
+    "what was not acked is delivered again after a restart (durable = True; set"
+    " durable = False if the source keeps nothing across restarts)"
+)
+
+
 def _canonical(values: list[Any]) -> Counter[str]:
     """Values as a multiset that tells 1, 1.0 and true apart and ignores order."""
     return Counter(json.dumps(v, sort_keys=True) for v in values)
@@ -104,6 +123,13 @@ def _declared_guarantees(component: object) -> frozenset[Guarantee]:
     assert declared, "`guarantees` must name at least one Guarantee"
     assert all(isinstance(g, Guarantee) for g in declared), declared
     return declared
+
+
+def _as_messages(result: Any) -> list[Message]:
+    """What ``read`` (a message or ``None``) or ``read_batch`` (a list) returned, as a list."""
+    if result is None:
+        return []
+    return [result] if isinstance(result, Message) else list(result)
 
 
 async def _close(component: object) -> None:
@@ -142,17 +168,32 @@ class SourceConformance:
     """What every source must do. Subclass it and supply ``source_factory``::
 
         class TestMemorySource(SourceConformance):
+            durable = False  # channels live in the process only
+
             @pytest.fixture
             def source_factory(self):
                 config = MemorySource.Config(channel="conformance")
                 write = lambda values: channel("conformance").put(*values)
                 return SourceHarness(new_source=lambda: MemorySource(config), write=write)
 
-    Set ``durable = True`` when unacked messages must survive a restart (the reopen
-    tests run only then). Override ``payload_of`` when the source wraps written values.
+    Class attributes a subclass may set:
+
+    - ``durable`` (default ``True``): what was not acked survives a restart, so the
+      restart tests run against two instances from one harness. A source whose data
+      lives in its process only sets ``durable = False``, with the reason in a comment.
+    - ``endless`` (default ``True``): the source has no end. Reading it while nothing is
+      ready must wait, never return ``[]`` or ``None``, which would end the pipeline. A
+      finite source (a file read once, a fixed list) sets ``endless = False``.
+    - ``idle_seconds`` (default 0.5): how long a read of an idle endless source must keep
+      waiting to pass.
+    - ``timeout`` (default 10): the most any one read may take once data was written.
+
+    Override ``payload_of`` when the source wraps written values.
     """
 
-    durable: ClassVar[bool] = False
+    durable: ClassVar[bool] = True
+    endless: ClassVar[bool] = True
+    idle_seconds: ClassVar[float] = 0.5
     timeout: ClassVar[float] = 10.0
     sample_values: ClassVar[list[Any]] = JSON_VALUES
 
@@ -166,8 +207,17 @@ class SourceConformance:
         """The written value a message carries."""
         return message.value
 
-    async def read_messages(self, source: Any, count: int) -> list[Message]:
-        """Exactly ``count`` messages, read in batches when the source offers it."""
+    async def read_messages(
+        self,
+        source: Any,
+        count: int,
+        promise: str = "every written value is read",
+        section: str = "sources",
+    ) -> list[Message]:
+        """Exactly ``count`` messages, read in batches when the source offers it.
+
+        On a timeout or an early end the test fails naming ``promise`` and ``section``.
+        """
         got: list[Message] = []
         read_batch = getattr(source, "read_batch", None)
 
@@ -178,18 +228,30 @@ class SourceConformance:
                 else:
                     one = await call(source.read)
                     batch = [] if one is None else [one]
-                assert batch, f"source ended after {len(got)} of {count} messages"
+                if not batch:
+                    pytest.fail(
+                        broken_promise(
+                            promise,
+                            section,
+                            f"the source ended (read_batch returned [] or read returned None)"
+                            f" after {len(got)} of {count} messages",
+                        )
+                    )
                 got.extend(batch)
 
         try:
             await asyncio.wait_for(fill(), self.timeout)
         except TimeoutError:
-            pytest.fail(f"read {len(got)} of {count} messages within {self.timeout}s")
+            pytest.fail(
+                broken_promise(
+                    promise, section, f"read {len(got)} of {count} messages within {self.timeout}s"
+                )
+            )
         return got
 
     def _require_durable(self) -> None:
         if not self.durable:
-            pytest.skip("source is not durable: nothing survives a restart")
+            pytest.skip("durable = False: nothing survives a restart")
 
     def test_declares_its_guarantees(self, source_factory: SourceHarness) -> None:
         _declared_guarantees(source_factory.new_source())
@@ -239,10 +301,20 @@ class SourceConformance:
                 for m in rest:
                     await call(source.ack, m)
                 await call(source.nack, first, RuntimeError("sink failed"))
-                (again,) = await self.read_messages(source, 1)
+                (again,) = await self.read_messages(
+                    source, 1, "a nacked message is delivered again", "ack-and-nack"
+                )
                 await call(source.ack, again)
-            assert self.payload_of(again) == self.payload_of(first)
-            assert again.id == first.id, "a redelivered message keeps its id"
+            assert self.payload_of(again) == self.payload_of(first), broken_promise(
+                "a nacked message is delivered again",
+                "ack-and-nack",
+                f"nacked {self.payload_of(first)!r}, then read {self.payload_of(again)!r}",
+            )
+            assert again.id == first.id, broken_promise(
+                "a redelivered message keeps its id",
+                "ack-and-nack",
+                f"nacked id {first.id!r} came back as {again.id!r}",
+            )
 
         run(scenario())
 
@@ -271,6 +343,59 @@ class SourceConformance:
 
         run(scenario())
 
+    def test_an_idle_source_waits_and_delivers_what_arrives_later(
+        self, source_factory: SourceHarness
+    ) -> None:
+        if not self.endless:
+            pytest.skip("endless = False: a finite source may end when its data is read")
+        promise = "an endless source's read waits while nothing is ready"
+
+        async def scenario() -> None:
+            async with _started(source_factory.new_source(), source_factory.datastore) as source:
+                read_batch = getattr(source, "read_batch", None)
+                method = "read_batch" if callable(read_batch) else "read"
+                pending = asyncio.ensure_future(
+                    call(read_batch, 10) if callable(read_batch) else call(source.read)
+                )
+                try:
+                    done, _ = await asyncio.wait({pending}, timeout=self.idle_seconds)
+                    if done:
+                        early = _as_messages(pending.result())
+                        found = (
+                            f"with nothing written, {method} returned at once with"
+                            f" {[self.payload_of(m) for m in early]!r}"
+                            if early
+                            else f"with nothing written, {method} returned"
+                            f" {pending.result()!r} at once; the runtime takes that as the"
+                            " end of a finite source and stops the pipeline (set"
+                            " endless = False if the source really is finite)"
+                        )
+                        pytest.fail(broken_promise(promise, "read-waits", found))
+                    await call(source_factory.write, ["arrived later"])
+                    try:
+                        result = await asyncio.wait_for(pending, self.timeout)
+                    except TimeoutError:
+                        pytest.fail(
+                            broken_promise(
+                                "a waiting read delivers what arrives later",
+                                "read-waits",
+                                f"a value written while read was waiting was not delivered"
+                                f" within {self.timeout}s",
+                            )
+                        )
+                finally:
+                    pending.cancel()
+                    with contextlib.suppress(BaseException):
+                        await pending
+            got = _as_messages(result)
+            assert [self.payload_of(m) for m in got] == ["arrived later"], broken_promise(
+                "a waiting read delivers what arrives later",
+                "read-waits",
+                f"the waiting read returned {got!r}",
+            )
+
+        run(scenario())
+
     def test_close_twice_is_harmless(self, source_factory: SourceHarness) -> None:
         async def scenario() -> None:
             source = source_factory.new_source()
@@ -293,8 +418,15 @@ class SourceConformance:
                     await call(source.ack, m)
             async with _started(source_factory.new_source(), source_factory.datastore) as source:
                 await call(source_factory.write, ["after restart"])
-                (next_message,) = await self.read_messages(source, 1)
-            assert self.payload_of(next_message) == "after restart"
+                (next_message,) = await self.read_messages(
+                    source, 1, _RESTART_PROMISE, "durability"
+                )
+            assert self.payload_of(next_message) == "after restart", broken_promise(
+                "an acked message is not delivered again after a restart",
+                "durability",
+                f"after a restart the first message was {self.payload_of(next_message)!r},"
+                " acked before the restart",
+            )
 
         run(scenario())
 
@@ -314,10 +446,14 @@ class SourceConformance:
             async with _started(source_factory.new_source(), source_factory.datastore) as source:
                 seen = 0
                 while missing and seen < 10:
-                    (m,) = await self.read_messages(source, 1)
+                    (m,) = await self.read_messages(source, 1, _RESTART_PROMISE, "durability")
                     missing.discard(self.payload_of(m))
                     seen += 1
-            assert not missing, f"never redelivered after a restart: {sorted(missing)}"
+            assert not missing, broken_promise(
+                _RESTART_PROMISE,
+                "durability",
+                f"never delivered again after a restart: {sorted(missing)}",
+            )
 
         run(scenario())
 
@@ -334,6 +470,10 @@ class SinkConformance:
     The fixture returns ``(sink, read_back)``: a new, not yet started sink and a function
     (sync or async) returning the values its destination now holds. Set
     ``keeps_history = False`` for sinks that keep only the latest value per key.
+
+    Supply a ``refusing_sink_factory`` fixture too, returning a new, not yet started sink
+    whose destination refuses every write (a full disk, a read-only collection, a closed
+    port), to check that ``write`` raises then; without it that test is skipped.
     """
 
     keeps_history: ClassVar[bool] = True
@@ -344,6 +484,10 @@ class SinkConformance:
         raise NotImplementedError(
             f"{type(self).__name__} must define a sink_factory fixture returning (sink, read_back)"
         )
+
+    @pytest.fixture
+    def refusing_sink_factory(self) -> Any:
+        pytest.skip(f"{type(self).__name__} supplies no refusing_sink_factory")
 
     @staticmethod
     def messages(values: list[Any], key: str | None = None) -> list[Message]:
@@ -398,6 +542,55 @@ class SinkConformance:
             return list(await call(read_back))
 
         assert run(scenario()) == ["before close"]
+
+    def test_write_raises_when_its_messages_did_not_land(self, refusing_sink_factory: Any) -> None:
+        sink = refusing_sink_factory
+
+        async def scenario() -> None:
+            async with _started(sink):
+                try:
+                    await call(sink.write, self.messages([{"n": 1}, {"n": 2}]))
+                except Exception:
+                    return
+            pytest.fail(
+                broken_promise(
+                    "write raises unless every message of the batch landed",
+                    "sink-errors",
+                    "write returned normally although the destination refused the batch;"
+                    " the runtime acks what write confirmed, so these messages are lost",
+                )
+            )
+
+        run(scenario())
+
+    def test_a_failed_batch_written_again_lands_every_message(
+        self, sink_factory: tuple[Any, Callable[[], Any]]
+    ) -> None:
+        """The runtime writes a failed batch again, some of which may have landed already."""
+        sink, read_back = sink_factory
+        values = [{"n": n} for n in range(4)]
+        landed_first = values[:2]  # what a write that failed halfway had written
+
+        async def scenario() -> list[Any]:
+            async with _started(sink):
+                await call(sink.write, self.messages(landed_first))
+                await call(sink.write, self.messages(values))
+                return list(await call(read_back))
+
+        held = _canonical(run(scenario()))
+        missing = _canonical(values) - held
+        assert not missing, broken_promise(
+            "a batch written again after a partial failure lands each message",
+            "sink-errors",
+            f"after writing {landed_first!r} and then the whole batch {values!r}, the"
+            f" destination lacks {sorted(missing)}",
+        )
+        if not self.keeps_history:
+            assert held == _canonical(values), broken_promise(
+                "a sink keeping the latest value per key holds each key once",
+                "sink-errors",
+                f"holds {sorted(held.elements())} after a batch was written again",
+            )
 
     def test_one_key_keeps_its_order_across_batches(
         self, sink_factory: tuple[Any, Callable[[], Any]]

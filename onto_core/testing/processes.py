@@ -28,14 +28,17 @@ def onto_run(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``onto run config`` in a new process, its output in ``log``.
 
-    On leaving the block a process still running gets SIGTERM (so it drains), and is
-    killed if it has not exited within 30 s.
+    ``env`` adds to (or overrides) this process's environment, which the new process
+    inherits; ``cwd`` is its working directory (relative paths in the config and
+    ``module:function`` references are resolved from there). On leaving the block a
+    process still running gets SIGTERM (so it drains), and is killed if it has not
+    exited within 30 s.
     """
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "onto_core", "run", str(config)],
             cwd=cwd,
-            env=dict(env) if env is not None else dict(os.environ),
+            env={**os.environ, **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
         )

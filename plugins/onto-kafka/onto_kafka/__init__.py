@@ -32,7 +32,13 @@ from onto_kafka._records import (
     UnreadableRecords,
 )
 from onto_kafka._sink import KafkaSink, MessageTemplate
-from onto_kafka._source import OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER, KafkaSource
+from onto_kafka._source import (
+    OFFSET_HEADER,
+    PARTITION_HEADER,
+    TOPIC_HEADER,
+    KafkaPositions,
+    KafkaSource,
+)
 
 __all__ = [
     "BASE64_HEADERS",
@@ -45,6 +51,7 @@ __all__ = [
     "CodecError",
     "KafkaConnection",
     "KafkaDecodeProcessor",
+    "KafkaPositions",
     "KafkaShardCoordinator",
     "KafkaSink",
     "KafkaSource",

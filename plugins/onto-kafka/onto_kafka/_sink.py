@@ -10,14 +10,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from kafka import KafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from kafka import KafkaProducer  # type: ignore[import-untyped]
 from kafka.errors import KafkaError  # type: ignore[import-untyped]
 from kafka.partitioner.default import murmur2  # type: ignore[import-untyped]
-from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 from pydantic import Field, field_validator, model_validator
 
 from onto_core.errors import SinkError
-from onto_core.protocols import Guarantee, Message, RuntimeContext
+from onto_core.protocols import Guarantee, Message, Positions, RuntimeContext
 from onto_kafka._codecs import CodecError, KeyFormat, ValueFormat, encode_key, encode_value
 from onto_kafka._connection import KafkaConnection
 
@@ -365,22 +364,30 @@ class KafkaSink:
         The runtime calls this instead of ``write`` when the pipeline's guarantee is
         exactly_once. Either the records and the offsets commit together or the
         transaction is aborted and ``SinkError`` raised (the messages are then delivered
-        again). ``source`` must be a kafka source (it provides the offsets).
+        again). The offsets come from ``source.positions(consumed, self)``, which must
+        be positions of system ``"kafka"`` (a kafka source gives them).
         """
-        offsets_of = getattr(source, "transaction_offsets", None)
-        if not callable(offsets_of):
+        positions_of = getattr(source, "positions", None)
+        if not callable(positions_of):
             raise self._error(
-                "exactly_once through the kafka sink needs a kafka source, whose offsets"
-                f" commit inside the transaction; got {type(source).__name__}"
+                "exactly_once through the kafka sink needs a source that hands out its"
+                " positions (positions(consumed, committer)), such as a kafka source, whose"
+                f" offsets commit inside the transaction; got {type(source).__name__}"
             )
         producer = self._transactional_producer()
         try:
             producer.begin_transaction()
             futures = self._send(producer, outputs)
             self._confirm(producer, futures)
-            offsets: dict[TopicPartition, OffsetAndMetadata] = offsets_of(consumed, self)
+            positions: Positions = positions_of(consumed, self)
+            if positions.system != "kafka":
+                raise self._error(
+                    f"exactly_once through the kafka sink commits Kafka offsets; the"
+                    f" {type(source).__name__} source gives positions of {positions.system!r}"
+                )
+            offsets = positions.value.offsets
             if offsets:
-                producer.send_offsets_to_transaction(offsets, source.group_metadata())
+                producer.send_offsets_to_transaction(offsets, positions.value.group_metadata)
             producer.commit_transaction()
         except Exception as exc:
             self._abort(producer)
@@ -389,7 +396,7 @@ class KafkaSink:
             raise self._error(
                 f"transaction to {self.config.describe()} failed: {self.config.redact(exc)}"
             ) from exc
-        source.transaction_committed(offsets)
+        positions.committed()
 
     def _transactional_producer(self) -> KafkaProducer:
         if self._transactional is None:

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
@@ -18,7 +19,7 @@ from pydantic import Field, model_validator
 
 from onto_core.config import PipelineConfig
 from onto_core.errors import SourceError
-from onto_core.protocols import Guarantee, Message, RuntimeContext
+from onto_core.protocols import Guarantee, Message, Positions, RuntimeContext
 from onto_kafka._codecs import KeyFormat, decode_key
 from onto_kafka._connection import KafkaConnection
 from onto_kafka._offsets import OffsetTracker, Position
@@ -38,6 +39,20 @@ PARTITION_HEADER = "kafka-partition"
 OFFSET_HEADER = "kafka-offset"
 
 log = logging.getLogger("onto.kafka")
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaPositions:
+    """The ``value`` of a kafka source's ``Positions`` (``system == "kafka"``).
+
+    ``offsets`` are the next offsets to read per partition, as
+    ``KafkaProducer.send_offsets_to_transaction`` takes them, and ``group_metadata`` the
+    consumer's group membership to send with them (so brokers fence a member that lost
+    its partitions). Empty ``offsets``: nothing to commit.
+    """
+
+    offsets: dict[TopicPartition, OffsetAndMetadata]
+    group_metadata: Any
 
 
 class KafkaSource:
@@ -78,8 +93,9 @@ class KafkaSource:
     callback in time) forgets its partitions without committing.
 
     exactly_once: a transactional sink (``write_exactly_once``) asks for the positions of
-    the messages it consumed with ``transaction_offsets`` and commits them inside its
-    transaction; from then on this source never commits on its own.
+    the messages it consumed with ``positions`` (``Positions`` of system ``"kafka"``) and
+    commits them inside its transaction; from then on this source never commits on its
+    own.
     """
 
     guarantees: ClassVar[frozenset[Guarantee]] = frozenset(Guarantee)
@@ -507,6 +523,21 @@ class KafkaSource:
         # would hold every transaction up behind a poll.
         return consumer.group_metadata()
 
+    def positions(self, consumed: list[Message], committer: object) -> Positions:
+        """The offsets ``consumed`` completes, for ``committer``'s Kafka transaction.
+
+        ``Positions(system="kafka", value=KafkaPositions(...))``; the committer calls
+        ``committed()`` once its transaction committed. From the first call on, this
+        source commits nothing itself: its offsets move only inside the committer's
+        transactions, and a second committer is refused (``SourceError``).
+        """
+        offsets = self.transaction_offsets(consumed, committer)
+        return Positions(
+            system="kafka",
+            value=KafkaPositions(offsets=offsets, group_metadata=self.group_metadata()),
+            committed=lambda: self.transaction_committed(offsets),
+        )
+
     def transaction_offsets(
         self, consumed: list[Message], owner: object
     ) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -514,6 +545,7 @@ class KafkaSource:
 
         From the first call on, this source commits nothing itself: its positions move
         only inside the owner's transactions. One transactional sink per source.
+        ``positions`` wraps this for sinks of other plugins.
         """
         if self._transaction_owner is None:
             self._transaction_owner = owner
