@@ -88,7 +88,14 @@ class _Strict(BaseModel):
 class RetryPolicy(_Strict):
     """How often and how patiently a failing step is retried before dead-lettering."""
 
-    max_attempts: int = Field(5, ge=1, description="Attempts per message, the first included.")
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description=(
+            "Tries of one message on its own at a failing stage, the first included;"
+            " a failed batch call it was part of comes on top."
+        ),
+    )
     initial_backoff: float = Field(
         0.05, ge=0, description="Seconds to wait before the first retry."
     )

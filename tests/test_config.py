@@ -8,7 +8,10 @@ registered component names, which grow as built-ins are added, are written as
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -333,3 +336,51 @@ pipelines:
     assert "pipelines.p.sinks[0].password" in message
     assert "hunter2" not in message
     assert "12345678" not in message
+
+
+# --- where Python references are imported from ------------------------------------------
+
+
+def onto_validate(config: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``onto validate`` as a user runs it: the installed script, from ``cwd``."""
+    script = Path(sys.executable).with_name("onto")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [str(script), "validate", str(config)],
+        cwd=cwd,
+        env={**env, "ONTO_LOAD_PLUGINS": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_map_functions_are_imported_from_the_working_directory_not_the_config_folder(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pricing_for_onto_test.py").write_text(
+        "def price(value):\n    return value\n", encoding="utf-8"
+    )
+    (project / "onto.yaml").write_text(
+        "pipelines:\n"
+        "  orders:\n"
+        "    source: {type: generate, count: 1}\n"
+        "    processors:\n"
+        "      - {type: map, function: 'pricing_for_onto_test:price'}\n"
+        "    sinks: [{type: stdout}]\n",
+        encoding="utf-8",
+    )
+
+    from_project = onto_validate(Path("onto.yaml"), cwd=project)
+    assert from_project.returncode == 0, from_project.stderr
+    assert "onto.yaml: ok, 1 pipeline" in from_project.stdout
+
+    from_elsewhere = onto_validate(project / "onto.yaml", cwd=tmp_path)
+    assert from_elsewhere.returncode == 2
+    assert (
+        f"error: {project / 'onto.yaml'}:5: pipelines.orders.processors[0].function:"
+        " cannot import module 'pricing_for_onto_test'"
+    ) in from_elsewhere.stderr
