@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 KeyPath = tuple[str | int, ...]
+T = TypeVar("T")
 
 # A key is secret when one of its words (split at "_", "-", "." and camelCase) is one of these,
 # or two neighbouring words form one ("api_key", "privateKey"). Words, not substrings, so
@@ -446,20 +447,70 @@ def _describe(error: Mapping[str, Any], secret: bool = False) -> str:
     return f"{error['msg']}, got {got}"
 
 
-def _first_error(errors: list[Any], loaded: _Loaded, prefix: KeyPath) -> Any:
-    """The error to report: a wrong or unknown key before a missing one (a misspelt key
+def _rank(problem: ConfigError) -> tuple[bool, int]:
+    """Most telling first: a wrong or unknown key before a missing one (a misspelt key
     makes the right one go missing), then the one nearest the top of the file."""
+    return problem.message == "required key is missing", problem.line or 0
 
-    def rank(error: Any) -> tuple[bool, int]:
-        line = loaded.line_of(_error_path(error, prefix)) or 0
-        return error["type"] == "missing", line
 
-    return min(errors, key=rank)
+def _combined(problems: list[ConfigError]) -> ConfigError:
+    """One error for every problem found: the most telling, saying how many more there are."""
+    ordered = sorted(problems, key=_rank)
+    first = ordered[0]
+    if len(ordered) == 1:
+        return first
+    more = len(ordered) - 1
+    return ConfigError(
+        f"{first.message} (and {more} more problem{'s' if more > 1 else ''})",
+        file=first.file,
+        line=first.line,
+        path=first.path,
+        problems=ordered,
+    )
 
 
 def _error_path(error: Any, prefix: KeyPath) -> KeyPath:
     # pydantic adds validator names such as "function-after[...]" to locations; not keys.
     return (*prefix, *(p for p in error["loc"] if not isinstance(p, str) or "[" not in p))
+
+
+def _validation_problems(
+    exc: ValidationError,
+    loaded: _Loaded,
+    prefix: KeyPath,
+    allowed_keys: Callable[[KeyPath], list[str] | None],
+) -> list[ConfigError]:
+    """Every problem in ``exc``, each naming its line and key.
+
+    ``allowed_keys(path)`` lists the keys valid next to an unknown key at ``path``. A key
+    reported missing that an unknown key's "did you mean" names is the same mistake, and
+    left out.
+    """
+    errors = exc.errors()
+    hints: dict[int, tuple[list[str], str | None]] = {}
+    meant: set[KeyPath] = set()
+    for index, error in enumerate(errors):
+        path = _error_path(error, prefix)
+        allowed = allowed_keys(path) if error["type"] == "extra_forbidden" and path else None
+        if allowed is not None:
+            hint = closest_name(str(path[-1]), allowed)
+            hints[index] = (allowed, hint)
+            if hint:
+                meant.add((*path[:-1], hint))
+    problems: list[ConfigError] = []
+    for index, error in enumerate(errors):
+        path = _error_path(error, prefix)
+        if error["type"] == "missing" and path in meant:
+            continue
+        secret = any(isinstance(part, str) and is_secret_key(part) for part in path)
+        message = _describe(error, secret)
+        if index in hints:
+            allowed, hint = hints[index]
+            message += f"; expected one of: {', '.join(allowed)}"
+            if hint:
+                message += f" (did you mean {hint!r}?)"
+        problems.append(loaded.error(message, path))
+    return problems
 
 
 def _raise_validation(
@@ -468,27 +519,8 @@ def _raise_validation(
     prefix: KeyPath,
     allowed_keys: Callable[[KeyPath], list[str] | None],
 ) -> NoReturn:
-    """Raise the ``ConfigError`` for the most telling problem in ``exc``.
-
-    ``allowed_keys(path)`` lists the keys valid next to an unknown key at ``path``.
-    """
-    errors = exc.errors()
-    first = _first_error(errors, loaded, prefix)
-    path = _error_path(first, prefix)
-    secret = any(isinstance(part, str) and is_secret_key(part) for part in path)
-    message = _describe(first, secret)
-    allowed = allowed_keys(path) if first["type"] == "extra_forbidden" else None
-    if allowed is not None and path:
-        hint = closest_name(str(path[-1]), allowed)
-        message += f"; expected one of: {', '.join(allowed)}"
-        if hint:
-            message += f" (did you mean {hint!r}?)"
-            # The key the hint names is reported missing too; that is the same mistake.
-            errors = [e for e in errors if _error_path(e, prefix) != (*path[:-1], hint)]
-    more = len(errors) - 1
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    raise loaded.error(message, path) from None
+    """Raise one ``ConfigError`` carrying every problem in ``exc`` (see ``_combined``)."""
+    raise _combined(_validation_problems(exc, loaded, prefix, allowed_keys)) from None
 
 
 def _allowed_keys(loc: KeyPath) -> list[str] | None:
@@ -594,57 +626,116 @@ def _check_pipeline_hooks(pipeline: PipelineConfig, loaded: _Loaded, base: KeyPa
             raise loaded.error(f"{spec.kind} {spec.type!r}: {exc}", path) from None
 
 
+def _root_shape(data: dict[str, Any], loaded: _Loaded) -> _RootShape:
+    """onto's own keys checked (component blocks are checked by ``_component``)."""
+    try:
+        return _RootShape.model_validate(data)
+    except ValidationError as exc:
+        _raise_validation(exc, loaded, (), _allowed_keys)
+
+
+class _Problems:
+    """The problems found so far in one file, so that one block's mistake hides no other's."""
+
+    def __init__(self) -> None:
+        self.found: list[ConfigError] = []
+
+    def check(self, check: Callable[[], T]) -> T | None:
+        """``check()``, or ``None`` with its problems noted when it raised ``ConfigError``."""
+        try:
+            return check()
+        except ConfigError as exc:
+            self.found.extend(exc.problems)
+            return None
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise _combined(self.found)
+
+
 def parse_config(text: str, file: str = "<config>") -> OntoConfig:
-    """Validate config ``text``; ``file`` names it in errors. Raises ``ConfigError``."""
+    """Validate config ``text``; ``file`` names it in errors. Raises ``ConfigError``.
+
+    Every block is checked even when another has problems: the error raised is the most
+    telling problem, and its ``problems`` are all of them.
+    """
     data, loaded = _parse_yaml(text, file)
     if not isinstance(data, dict):
         raise loaded.error(
             f"expected a mapping with 'pipelines' at the top level, got {_show(data)}", ()
         )
-    try:
-        shape = _RootShape.model_validate(data)
-    except ValidationError as exc:
-        _raise_validation(exc, loaded, (), _allowed_keys)
+    problems = _Problems()
+    shape = problems.check(lambda: _root_shape(data, loaded))
     datastore = (
-        _component("datastore", shape.datastore, loaded, ("datastore",))
-        if shape.datastore is not None
+        problems.check(lambda: _component("datastore", data["datastore"], loaded, ("datastore",)))
+        if data.get("datastore") is not None
         else None
     )
+    written = data.get("pipelines")
     pipelines: dict[str, PipelineConfig] = {}
-    for name, p in shape.pipelines.items():
-        base: KeyPath = ("pipelines", name)
-        pipeline = PipelineConfig(
-            name=name,
-            source=_component("source", p.source, loaded, (*base, "source")),
-            processors=[
-                _component("processor", block, loaded, (*base, "processors", i))
-                for i, block in enumerate(p.processors)
-            ],
-            sinks=[
-                _component("sink", block, loaded, (*base, "sinks", i))
-                for i, block in enumerate(p.sinks)
-            ],
-            guarantee=p.guarantee,
-            dead_letter=(
-                _component("sink", p.dead_letter, loaded, (*base, "dead_letter"))
-                if p.dead_letter is not None
-                else None
-            ),
-            retry=p.retry,
-            batch=p.batch,
-            buffer=p.buffer,
-        )
-        _check_guarantee(pipeline, loaded, base)
-        _check_pipeline_hooks(pipeline, loaded, base)
-        if pipeline.batch.size > pipeline.buffer:
-            raise loaded.error(
-                f"batch.size ({pipeline.batch.size}) cannot exceed buffer ({pipeline.buffer})",
-                (*base, "batch", "size"),
-            )
-        pipelines[name] = pipeline
+    for name, raw in written.items() if isinstance(written, dict) else ():
+        pipeline = _pipeline(name, raw, shape, loaded, problems)
+        if pipeline is not None:
+            pipelines[name] = pipeline
+    problems.raise_any()
+    assert shape is not None  # a shape problem was raised above
     return OntoConfig(
         file=file, datastore=datastore, pipelines=pipelines, runtime=shape.runtime, raw=data
     )
+
+
+def _pipeline(
+    name: str, raw: Any, shape: _RootShape | None, loaded: _Loaded, problems: _Problems
+) -> PipelineConfig | None:
+    """Pipeline ``name`` validated, its problems noted; ``None`` when it has any."""
+    if not isinstance(raw, Mapping):
+        return None  # the shape check reported it
+    base: KeyPath = ("pipelines", name)
+    before = len(problems.found)
+
+    def block(kind: ComponentKind, value: Any, path: KeyPath) -> ComponentSpec | None:
+        return problems.check(lambda: _component(kind, value, loaded, path))
+
+    source = block("source", raw["source"], (*base, "source")) if "source" in raw else None
+    written_processors = raw.get("processors")
+    processors = [
+        block("processor", item, (*base, "processors", i))
+        for i, item in enumerate(written_processors if isinstance(written_processors, list) else [])
+    ]
+    written_sinks = raw.get("sinks")
+    sinks = [
+        block("sink", item, (*base, "sinks", i))
+        for i, item in enumerate(written_sinks if isinstance(written_sinks, list) else [])
+    ]
+    dead_letter = (
+        block("sink", raw["dead_letter"], (*base, "dead_letter"))
+        if raw.get("dead_letter") is not None
+        else None
+    )
+    p = shape.pipelines.get(name) if shape is not None else None
+    if p is None or source is None or len(problems.found) > before:
+        return None
+    pipeline = PipelineConfig(
+        name=name,
+        source=source,
+        processors=[spec for spec in processors if spec is not None],
+        sinks=[spec for spec in sinks if spec is not None],
+        guarantee=p.guarantee,
+        dead_letter=dead_letter,
+        retry=p.retry,
+        batch=p.batch,
+        buffer=p.buffer,
+    )
+    problems.check(lambda: _check_guarantee(pipeline, loaded, base))
+    problems.check(lambda: _check_pipeline_hooks(pipeline, loaded, base))
+    if pipeline.batch.size > pipeline.buffer:
+        problems.found.append(
+            loaded.error(
+                f"batch.size ({pipeline.batch.size}) cannot exceed buffer ({pipeline.buffer})",
+                (*base, "batch", "size"),
+            )
+        )
+    return pipeline if len(problems.found) == before else None
 
 
 def load_config(path: str | os.PathLike[str]) -> OntoConfig:

@@ -71,7 +71,10 @@ class ConfigError(OntoError):
     """A pipeline config is malformed.
 
     ``file``, ``line`` and ``path`` (the dotted key path, e.g. ``pipelines.orders.sinks[0].path``)
-    say where; the message says what was expected.
+    say where; the message says what was expected. A file with several problems raises
+    one ``ConfigError`` for the most telling, whose message ends in ``(and N more
+    problems)``; ``problems`` lists every problem (that one first) as a ``ConfigError``
+    of its own, and ``str()`` gives each of the others on a line of its own, indented.
     """
 
     def __init__(
@@ -81,18 +84,21 @@ class ConfigError(OntoError):
         file: str | None = None,
         line: int | None = None,
         path: str | None = None,
+        problems: list[ConfigError] | None = None,
     ) -> None:
         super().__init__(message)
         self.file = file
         self.line = line
         self.path = path
+        self.problems: list[ConfigError] = problems if problems is not None else [self]
 
     def __str__(self) -> str:
         location = self.file or "<config>"
         if self.line is not None:
             location += f":{self.line}"
         key = f" {self.path}:" if self.path else ""
-        return f"{location}:{key} {self.message}"
+        others = "".join(f"\n  {problem}" for problem in self.problems[1:])
+        return f"{location}:{key} {self.message}{others}"
 
 
 class PluginError(OntoError):

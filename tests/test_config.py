@@ -63,8 +63,9 @@ def test_bad_config_error_names_file_line_key_and_problem(
 
     error = caught.value
     location = f"{path}:{line}" if line is not None else str(path)
-    assert str(error) == f"{location}: {rest}"
-    assert "\n" not in str(error)
+    first, *others = str(error).split("\n")
+    assert first == f"{location}: {rest}"
+    assert others == [f"  {problem}" for problem in error.problems[1:]]
     assert (error.file, error.line) == (str(path), line)
 
 
@@ -384,3 +385,98 @@ def test_map_functions_are_imported_from_the_working_directory_not_the_config_fo
         f"error: {project / 'onto.yaml'}:5: pipelines.orders.processors[0].function:"
         " cannot import module 'pricing_for_onto_test'"
     ) in from_elsewhere.stderr
+
+
+# --- every problem of a file --------------------------------------------------------------
+
+PROBLEMS_IN_EVERY_BLOCK = """\
+pipelines:
+  orders:
+    source: {type: generate, count: -1}
+    processors:
+      - {type: map, function: "no_such_module_for_onto:price"}
+    sinks: [{type: file, pth: out.jsonl}]
+  audit:
+    source: {type: generater}
+    sinks: [{type: stdout}]
+    buffer: 0
+"""
+
+
+def test_every_problem_of_a_file_is_reported_with_its_line_and_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(PROBLEMS_IN_EVERY_BLOCK, file="onto.yaml")
+    error = caught.value
+    assert [(p.line, p.path) for p in error.problems] == [
+        (3, "pipelines.orders.source.count"),
+        (5, "pipelines.orders.processors[0].function"),
+        (6, "pipelines.orders.sinks[0].pth"),
+        (8, "pipelines.audit.source.type"),
+        (10, "pipelines.audit.buffer"),
+    ]
+    assert str(error).splitlines() == [
+        "onto.yaml:3: pipelines.orders.source.count: must be at least 0, got -1"
+        " (and 4 more problems)",
+        "  onto.yaml:5: pipelines.orders.processors[0].function: cannot import module"
+        " 'no_such_module_for_onto': No module named 'no_such_module_for_onto'",
+        "  onto.yaml:6: pipelines.orders.sinks[0].pth: unknown key; expected one of:"
+        " envelope, fsync, path, type (did you mean 'path'?)",
+        f"  onto.yaml:8: pipelines.audit.source.type: unknown source type 'generater';"
+        f" known: {', '.join(c.name for c in list_components('source'))}"
+        " (did you mean 'generate'?)",
+        "  onto.yaml:10: pipelines.audit.buffer: must be at least 1, got 0",
+    ]
+
+
+def test_a_function_that_cannot_be_imported_hides_no_other_problem() -> None:
+    text = """\
+pipelines:
+  orders:
+    source: {type: generate}
+    processors: [{type: map, function: "no_such_module_for_onto:price"}]
+    sinks: [{type: stdout, colour: true}]
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, file="onto.yaml")
+    assert [p.path for p in caught.value.problems] == [
+        "pipelines.orders.processors[0].function",
+        "pipelines.orders.sinks[0].colour",
+    ]
+
+
+def test_a_pipeline_with_no_problem_of_its_own_still_gets_its_pipeline_checks() -> None:
+    text = """\
+pipelines:
+  broken:
+    source: {type: generate, count: many}
+    sinks: [{type: stdout}]
+  too_strict:
+    source: {type: generate}
+    sinks: [{type: stdout}]
+    guarantee: exactly_once
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, file="onto.yaml")
+    assert [(p.line, p.path) for p in caught.value.problems] == [
+        (3, "pipelines.broken.source.count"),
+        (8, "pipelines.too_strict.guarantee"),
+    ]
+
+
+def test_onto_validate_prints_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "onto.yaml"
+    config.write_text(PROBLEMS_IN_EVERY_BLOCK, encoding="utf-8")
+    done = onto_validate(config, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[0] == (
+        f"error: {config}:3: pipelines.orders.source.count: must be at least 0, got -1"
+        " (and 4 more problems)"
+    )
+    assert [line.split(": ", 2)[1] for line in lines[1:]] == [
+        "pipelines.orders.processors[0].function",
+        "pipelines.orders.sinks[0].pth",
+        "pipelines.audit.source.type",
+        "pipelines.audit.buffer",
+    ]
+    assert all(line.startswith(f"  {config}:") for line in lines[1:])
