@@ -725,8 +725,9 @@ class PipelineRunner:
     ) -> None:
         """Write every output to ``sink``: in batches, then one by one to isolate a failure.
 
-        A failed batch counts as each message's first attempt, so with retries a message
-        reaches one sink at most ``max(2, retry.max_attempts)`` times. At most once, a
+        After a failed batch each message is tried alone up to ``retry.max_attempts``
+        times in all (here and retried aside), so a message reaches one sink at most
+        ``max_attempts + 1`` times (docs/runtime.md#retries-and-dead-letters). At most once, a
         failed batch is dead-lettered whole: writing any of it again could duplicate.
         ``first_try``: after a failed batch each message gets one try alone; one that
         fails it is marked ``deferred``, with the messages after it sharing its key.
@@ -803,11 +804,13 @@ class PipelineRunner:
         """exactly_once through a transactional sink: outputs and inputs commit together.
 
         ``write(outputs, consumed, source)`` commits the outputs together with the source's
-        position after ``consumed`` (a Kafka sink sends the consumed offsets inside its
-        transaction), or raises having committed neither. Each output's ``onto-source-id``
-        header names the consumed message it came from. It may return how many outputs it
-        wrote (for ``out``), when it skipped some already written. It is called even when no
-        output is left, so the position of filtered and dead-lettered inputs moves too.
+        position after ``consumed`` (``source.positions(consumed, sink)``; a Kafka sink
+        sends the consumed offsets inside its transaction), or raises having committed
+        neither. The consumed messages are acked (or nacked) afterwards as usual. Each
+        output's ``onto-source-id`` header names the consumed message it came from. It may
+        return how many outputs it wrote (for ``out``), when it skipped some already
+        written. It is called even when no output is left, so the position of filtered
+        and dead-lettered inputs moves too.
         After a failed batch, each input gets its own transaction, retried and then
         dead-lettered alone; a dead-lettered input's position rides with the next one.
         """

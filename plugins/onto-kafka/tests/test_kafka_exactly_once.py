@@ -19,7 +19,7 @@ from onto_core import plugins
 from onto_core.config import parse_config
 from onto_core.errors import ConfigError
 from onto_core.hookspecs import hookimpl
-from onto_core.protocols import Message
+from onto_core.protocols import Message, Positions
 from onto_core.testing import running
 from onto_kafka import KafkaSink
 
@@ -160,3 +160,37 @@ pipelines:
     with pytest.raises(ConfigError) as caught:
         parse_config(kafka_to_file)
     assert "sink 'file' supports only at_most_once, at_least_once" in str(caught.value)
+
+
+class ForeignPositionsSource:
+    """A source of another system, handing out positions the kafka sink cannot commit."""
+
+    def __init__(self) -> None:
+        self.committed = 0
+
+    def positions(self, consumed: list[Message], committer: object) -> Positions:
+        def committed() -> None:
+            self.committed += 1
+
+        return Positions(system="postgres", value={"lsn": 42}, committed=committed)
+
+
+def test_the_kafka_sink_refuses_positions_it_cannot_commit_and_commits_nothing(
+    kafka: Any,
+) -> None:
+    import logging
+
+    from onto_core.errors import SinkError
+    from onto_core.protocols import RuntimeContext
+
+    sink = KafkaSink(KafkaSink.Config(bootstrap_servers=kafka.bootstrap, topic="refused"))
+    sink.start(RuntimeContext("copy", "sinks[0] (kafka)", logging.getLogger("test")))
+    try:
+        with pytest.raises(SinkError, match="needs a source that hands out its positions"):
+            sink.write_exactly_once([Message({"n": 1})], [Message({"n": 1})], object())
+        source = ForeignPositionsSource()
+        with pytest.raises(SinkError, match="gives positions of 'postgres'"):
+            sink.write_exactly_once([Message({"n": 1})], [Message({"n": 1})], source)
+        assert source.committed == 0
+    finally:
+        sink.close()
