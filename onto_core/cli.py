@@ -14,7 +14,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -213,6 +214,63 @@ def components(as_json: bool, markdown: bool, kind: Any) -> None:
             shown = "required" if default is None else f"default {default}"
             click.echo(f"  - {field_name} ({shown}): {description}")
         click.echo()
+
+
+@cli.group()
+def new() -> None:
+    """Start a connector (a plugin package) or an application from a template."""
+
+
+_DIR_OPTION = click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to create (must be empty or missing).",
+)
+
+
+@new.command("connector")
+@click.argument("name")
+@_DIR_OPTION
+def new_connector(name: str, folder: Path | None) -> None:
+    """Write the plugin package onto-NAME (default folder ./onto-NAME).
+
+    A source and a sink registered as NAME, with their Config models, the conformance
+    tests of onto_core.testing wired, a README saying what to fill in, and py.typed. It
+    installs and passes its tests as generated. NAME: lowercase letters, digits and
+    underscores, starting with a letter.
+    """
+    from onto_core import scaffold
+
+    _scaffold(lambda: scaffold.new_connector(name, folder), "connector")
+
+
+@new.command("app")
+@click.argument("name")
+@_DIR_OPTION
+def new_app(name: str, folder: Path | None) -> None:
+    """Write the application NAME (default folder ./NAME).
+
+    Domain models, a view with an action, seed data, a pipeline config on the built-in
+    sqlite store (and one serving the view over REST), and a test that runs the pipeline.
+    NAME is the app's Python package: lowercase letters, digits and underscores, starting
+    with a letter.
+    """
+    from onto_core import scaffold
+
+    _scaffold(lambda: scaffold.new_app(name, folder), "app")
+
+
+def _scaffold(write: Callable[[], Path], kind: str) -> None:
+    from onto_core.scaffold import ScaffoldError
+
+    try:
+        folder = write()
+    except ScaffoldError as exc:
+        _fail(str(exc), 2)
+        return
+    click.echo(f"wrote the {kind} into {folder}; next steps: {folder / 'README.md'}")
 
 
 def _settings(component: ComponentInfo) -> list[tuple[str, str | None, str]]:

@@ -185,7 +185,9 @@ def test_type_from_a_plugin_left_out_is_unknown_and_says_why(
     (tmp_path / "onto.yaml").write_text(SAMPLE_PIPELINE, encoding="utf-8")
     done = onto("validate", "onto.yaml", plugins=installed_plugins, env={"ONTO_LOAD_PLUGINS": ""})
     assert done.returncode == 2
-    (line,) = done.stderr.splitlines()
+    # The source's problem comes first; the sink's unknown type follows on its own line.
+    line, sink_problem = done.stderr.splitlines()
+    assert "unknown sink type 'sample_collect'" in sink_problem
     assert line.startswith(
         "error: onto.yaml:3: pipelines.counted.source.type: unknown source type "
         "'sample_counter'; known: "
