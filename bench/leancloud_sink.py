@@ -24,10 +24,10 @@ import time
 from typing import Any
 
 import httpx
-from onto_leancloud import LeanCloudSink
-from onto_leancloud.double import LeanCloudDouble
 
 from onto_core.protocols import Message, RuntimeContext
+from onto_leancloud import LeanCloudSink
+from onto_leancloud.double import LeanCloudDouble
 
 
 def update(n: int, version: int) -> Message:

@@ -16,8 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from onto_leancloud.double import LeanCloudDouble
 from sdk_peer import SdkPeer
+
+from onto_leancloud.double import LeanCloudDouble
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from onto_leancloud.engine import ROUTE_PREFIXES, LeanEngineFunctionsSource, LeanEngineSource
 from pydantic import BaseModel
+
+from onto_leancloud.engine import ROUTE_PREFIXES, LeanEngineFunctionsSource, LeanEngineSource
 
 DOC = (Path(__file__).parents[3] / "docs" / "leancloud.md").read_text(encoding="utf-8")
 

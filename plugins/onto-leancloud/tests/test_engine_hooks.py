@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from onto_leancloud.engine import ROUTE_PREFIXES
 
 from examples.meeting_room.models import Ticket
 from examples.meeting_room.seed import seed
@@ -27,6 +26,7 @@ from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.models import use_datastore
 from onto_core.runtime import Runtime
 from onto_core.testing import running
+from onto_leancloud.engine import ROUTE_PREFIXES
 from onto_web import get_server
 
 HOOK_KEY = "hook-key-for-tests"

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from onto_leancloud.double import LeanCloudDouble
 
 from examples.meeting_room.models import Ticket
 from examples.meeting_room.seed import seed
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.models import use_datastore
 from onto_core.testing import running
+from onto_leancloud.double import LeanCloudDouble
 from onto_web import get_server
 
 HOOK_KEY = "restart-hook-key"

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from onto_leancloud.double import HookCall, LeanCloudDouble
 from sdk_peer import PRELUDE, SdkPeer, double_env
 
 from examples.meeting_room.models import Ticket
@@ -26,6 +25,7 @@ from onto_core.builtin.memory import channel, drop_channels
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.models import use_datastore
 from onto_core.testing import running
+from onto_leancloud.double import HookCall, LeanCloudDouble
 from onto_web import get_server
 
 HOOK_KEY = "sdk-peer-hook-key"

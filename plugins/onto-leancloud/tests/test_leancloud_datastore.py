@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from onto_leancloud import LeanCloudDatastore
-from onto_leancloud.double import LeanCloudDouble
 from sdk_peer import PRELUDE, SdkPeer, double_env
 
 from onto_core.errors import ConflictError, DatastoreError
 from onto_core.testing import DatastoreConformance
+from onto_leancloud import LeanCloudDatastore
+from onto_leancloud.double import LeanCloudDouble
 
 
 def open_store(double: LeanCloudDouble, **config: Any) -> LeanCloudDatastore:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sdk_peer import PRELUDE, SdkPeer, double_env
+
 from onto_leancloud._client import LeanCloudClient, LeanCloudConflict, LeanCloudError
 from onto_leancloud.double import LeanCloudDouble
-from sdk_peer import PRELUDE, SdkPeer, double_env
 
 
 def run(peer: SdkPeer, double: LeanCloudDouble, body: str, **env: str) -> Any:

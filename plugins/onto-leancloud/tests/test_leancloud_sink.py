@@ -10,13 +10,13 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
-from onto_leancloud import LeanCloudDatastore, LeanCloudSink
-from onto_leancloud.double import LeanCloudDouble
 from sdk_peer import PRELUDE, SdkPeer, double_env
 
 from onto_core.errors import SinkError
 from onto_core.protocols import Message, RuntimeContext
 from onto_core.testing import SinkConformance
+from onto_leancloud import LeanCloudDatastore, LeanCloudSink
+from onto_leancloud.double import LeanCloudDouble
 
 CLASS = "MeetingSession"
 

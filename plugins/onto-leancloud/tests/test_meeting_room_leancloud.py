@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from onto_leancloud.datastore import LeanCloudDatastore
-from onto_leancloud.double import LeanCloudDouble
 from sdk_peer import PRELUDE, SdkPeer, double_env
 
 from examples.meeting_room.seed import seed
 from onto_core.testing import running
+from onto_leancloud.datastore import LeanCloudDatastore
+from onto_leancloud.double import LeanCloudDouble
 from onto_web import get_server
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "meeting_room" / "leancloud.yaml"
