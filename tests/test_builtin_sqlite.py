@@ -166,3 +166,38 @@ def test_a_query_without_conditions_returns_documents_by_id_then_cut(
     assert store.query("items", limit=0) == []
     assert [i for i, _ in store.query("items", limit=100)] == sorted(ids)
     store.close()
+
+
+def test_reads_in_a_snapshot_see_one_state_until_it_ends(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "onto.db")
+    try:
+        store.set("users", "u1", {"name": "Ada"})
+        with store.snapshot():
+            assert store.get("users", "u1") == {"name": "Ada"}
+            # Another thread writes meanwhile (the shared connection is not held).
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(store.set, "users", "u1", {"name": "Grace"}).result(timeout=10)
+                pool.submit(store.set, "users", "u2", {"name": "Alan"}).result(timeout=10)
+            assert store.get("users", "u1") == {"name": "Ada"}
+            assert store.get_many("users", ["u1", "u2"]) == {"u1": {"name": "Ada"}, "u2": None}
+            assert [doc_id for doc_id, _ in store.query("users")] == ["u1"]
+        assert store.get("users", "u1") == {"name": "Grace"}
+        assert [doc_id for doc_id, _ in store.query("users")] == ["u1", "u2"]
+    finally:
+        store.close()
+
+
+def test_a_snapshot_needs_an_open_store_and_closing_ends_its_readers(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "onto.db")
+    with store.snapshot():
+        store.get("users", "u1")
+    store.close()
+    with pytest.raises(DatastoreError, match="not open"), store.snapshot():
+        pass
+    store.open()
+    try:
+        store.set("users", "u1", {"name": "Ada"})
+        with store.snapshot():
+            assert store.get("users", "u1") == {"name": "Ada"}
+    finally:
+        store.close()

@@ -96,6 +96,9 @@ class SqliteDatastore(CommitWrites):
         self.path = config.path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # snapshot(): a read-only connection per thread, and the one a thread reads through.
+        self._readers: dict[int, sqlite3.Connection] = {}
+        self._reading = threading.local()
         self._changed = threading.Condition(self._lock)  # notified on every write here
         self._listeners = ChangeListeners()
 
@@ -150,7 +153,69 @@ class SqliteDatastore(CommitWrites):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            for reader in self._readers.values():
+                reader.close()
+            self._readers.clear()
             self._changed.notify_all()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads this thread makes inside the block see one state of the store.
+
+        They go through a read-only connection of the thread's own, in one read
+        transaction: no writer is waited for (WAL), and the block pays for one
+        transaction rather than one per read. Writes go through the shared connection as
+        always; reads inside the block do not see those made after it began. Nested
+        blocks share the outer one.
+        """
+        if getattr(self._reading, "conn", None) is not None:
+            yield
+            return
+        ident = threading.get_ident()
+        with self._lock:
+            if self._conn is None:
+                raise DatastoreError(
+                    f"sqlite datastore at {self.path} is not open; call open() first"
+                )
+            reader = self._readers.get(ident)
+            if reader is None:
+                try:
+                    reader = sqlite3.connect(
+                        self.path,
+                        timeout=self.config.busy_timeout,
+                        isolation_level=None,
+                        check_same_thread=False,  # close() may run on another thread
+                    )
+                    reader.execute("PRAGMA query_only=ON")
+                except sqlite3.Error as exc:
+                    raise DatastoreError(
+                        f"sqlite datastore at {self.path}: opening a reader failed: {exc}"
+                    ) from exc
+                self._readers[ident] = reader
+        try:
+            reader.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise DatastoreError(f"sqlite datastore at {self.path}: reading failed: {exc}") from exc
+        self._reading.conn = reader
+        try:
+            yield
+        finally:
+            self._reading.conn = None
+            if reader.in_transaction:
+                reader.execute("COMMIT")
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """The connection to read through: the thread's snapshot, else the shared one."""
+        reader = getattr(self._reading, "conn", None)
+        if reader is None:
+            with self._connection(doing) as conn:
+                yield conn
+            return
+        try:
+            yield reader
+        except sqlite3.Error as exc:
+            raise DatastoreError(f"sqlite datastore at {self.path}: {doing} failed: {exc}") from exc
 
     @contextmanager
     def _connection(self, doing: str) -> Iterator[sqlite3.Connection]:
@@ -186,7 +251,7 @@ class SqliteDatastore(CommitWrites):
 
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
         """The document, or ``None`` if it does not exist."""
-        with self._connection(f"reading {collection}/{doc_id}") as conn:
+        with self._read(f"reading {collection}/{doc_id}") as conn:
             row = conn.execute(
                 "SELECT data FROM documents WHERE collection = ? AND doc_id = ?",
                 (collection, doc_id),
@@ -206,7 +271,7 @@ class SqliteDatastore(CommitWrites):
         """An entry for every id asked, ``None`` for the missing ones."""
         ids = list(dict.fromkeys(doc_ids))
         found: dict[str, dict[str, Any] | None] = dict.fromkeys(ids)
-        with self._connection(f"reading {len(ids)} documents of {collection}") as conn:
+        with self._read(f"reading {len(ids)} documents of {collection}") as conn:
             for start in range(0, len(ids), 500):  # stay under sqlite's parameter limit
                 chunk = ids[start : start + 500]
                 rows = conn.execute(
@@ -240,7 +305,7 @@ class SqliteDatastore(CommitWrites):
             if limit is not None:
                 sql += " LIMIT ?"
                 params += (limit,)
-        with self._connection(f"querying {collection}") as conn:
+        with self._read(f"querying {collection}") as conn:
             rows = conn.execute(sql, params).fetchall()
         decoded = [(doc_id, _decode(data)) for doc_id, data in rows]
         if by_id:
