@@ -301,3 +301,35 @@ pipelines:
     assert last.headers["onto-view"] == "meeting_session"
     assert int(last.headers["onto-version"]) == last.value["version"] > messages[0].value["version"]
     assert [a["userId"] for a in last.value["data"]["attending"]] == ["joshua", "thomasina"]
+
+
+def test_a_root_that_reads_other_documents_follows_the_new_ones_only(store: Datastore) -> None:
+    seed(store, "meeting-1")
+    sessions = Feed(MeetingSession, store)
+    with use_datastore(store):
+        meeting = Meeting.get("meeting-1")
+        old_location = meeting.location.get()
+        new_location = old_location.model_copy(update={"address": "Hall B"})
+        new_location.id = "hall-b"
+        new_location.save()
+        meeting.location = new_location.ref
+        meeting.save()
+    moved = sessions.pump()
+    assert {u.data["address"] for u in moved if u.data} == {"Hall B"}
+
+    with use_datastore(store):
+        old_location.address = "Somewhere else"
+        old_location.save()
+    assert sessions.pump() == [], "the old location is not read any more"
+
+    with use_datastore(store):
+        new_location.address = "Hall C"
+        new_location.save()
+    renamed = sessions.pump()
+    assert len(renamed) == 3
+    assert {u.data["address"] for u in renamed if u.data} == {"Hall C"}
+
+    with use_datastore(store):
+        new_location.address = "Hall D"  # same reads as the last build: still followed
+        new_location.save()
+    assert {u.data["address"] for u in sessions.pump() if u.data} == {"Hall D"}

@@ -444,7 +444,10 @@ class ReactiveEngine:
                     ViewUpdate(self.view.view_name, key, fields, version, data, root_id, digest)
                 )
         updates += [self._removal(root_id, key, version) for key in sorted(old.keys() - new)]
-        self._unindex(root_id)
+        # Most builds read what the last one read: then the index already says so.
+        same_reads = root is not None and self._reads_again(root_id, reader.read_set)
+        if not same_reads:
+            self._unindex(root_id)
         if root is None:
             self._outputs.pop(root_id, None)
             self._versions.pop(root_id, None)
@@ -452,8 +455,21 @@ class ReactiveEngine:
             self._outputs[root_id] = new
             if updates or last is None:
                 self._versions[root_id] = version
-            self._index(root_id, reader.read_set)
+            if not same_reads:
+                self._index(root_id, reader.read_set)
         return updates
+
+    def _reads_again(self, root_id: str, read_set: ReadSet) -> bool:
+        """Whether ``read_set`` is what the index holds for ``root_id`` already."""
+        held = self._read_sets.get(root_id)
+        if held is None:
+            return False
+        docs, queries = held
+        return (
+            len(docs) == len(read_set.docs)
+            and read_set.docs.issuperset(docs)
+            and queries == tuple(read_set.queries)
+        )
 
     def _removal(self, root_id: str, key: str, version: int) -> ViewUpdate:
         return ViewUpdate(self.view.view_name, key, self._split(key), version, None, root_id)
