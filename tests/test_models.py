@@ -176,3 +176,16 @@ def test_unknown_keys_are_refused() -> None:
 def test_reading_without_a_datastore_says_how_to_give_one() -> None:
     with pytest.raises(DatastoreError, match="no datastore in use"):
         Owner.get("alice")
+
+
+def test_where_matches_references_documents_and_enums_as_python_holds_them(
+    store: Datastore,
+) -> None:
+    with use_datastore(store):
+        made = kitchen().save()
+        alice = Owner(id="alice", display_name="Alice").save()
+        assert [k.id for k in Kitchen.where(("owner", "==", alice.ref))] == [made.id]
+        assert [k.id for k in Kitchen.where(("owner", "==", alice))] == [made.id]
+        assert [k.id for k in Kitchen.where(("owner", "in", [alice.ref]))] == [made.id]
+        assert Kitchen.where(("owner", "==", Owner(id="bob", display_name="Bob"))) == []
+        assert [k.id for k in Kitchen.where(("color", "==", made.color))] == [made.id]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import enum
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Generic, Self, TypeVar, get_args
@@ -258,8 +259,12 @@ class DomainModel(BaseModel):
         limit: int | None = None,
         store: Datastore | None = None,
     ) -> list[Self]:
-        """Documents matching every ``(field, op, value)``; field names as in Python."""
-        wire = [(_wire_name(cls, f), op, v) for f, op, v in conditions]
+        """Documents matching every ``(field, op, value)``; field names as in Python.
+
+        A value may be what the field holds in Python: a ``Ref`` or a document matches
+        the reference stored for it (``("owner", "==", user.ref)``), an enum its value.
+        """
+        wire = [(_wire_name(cls, f), op, _stored_value(v)) for f, op, v in conditions]
         order = _wire_name(cls, order_by.lstrip("-")) if order_by else None
         if order and order_by and order_by.startswith("-"):
             order = "-" + order
@@ -279,6 +284,19 @@ class DomainModel(BaseModel):
     def ref(self) -> Ref[Self]:
         """A reference to this document."""
         return Ref(type(self), self.id)
+
+
+def _stored_value(value: Any) -> Any:
+    """A condition's value as the store holds it (references as paths, enums as values)."""
+    if isinstance(value, Ref):
+        return value.path
+    if isinstance(value, DomainModel):
+        return value.ref.path
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_stored_value(v) for v in value]
+    return value
 
 
 def _wire_name(model: type[DomainModel], name: str) -> str:
