@@ -32,7 +32,7 @@ from onto_core.protocols import (
     Sink,
     Source,
 )
-from onto_core.runtime import Runtime
+from onto_core.runtime import Runtime, open_datastore
 
 __all__ = [
     "Change",
@@ -65,6 +65,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load_config",
+    "open_datastore",
     "parse_config",
     "register_plugin",
 ]

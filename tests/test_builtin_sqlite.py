@@ -201,3 +201,19 @@ def test_a_snapshot_needs_an_open_store_and_closing_ends_its_readers(tmp_path: P
             assert store.get("users", "u1") == {"name": "Ada"}
     finally:
         store.close()
+
+
+def test_a_store_opens_for_a_with_block_and_closes_after_it(tmp_path: Path) -> None:
+    store = SqliteDatastore(SqliteDatastore.Config(path=tmp_path / "onto.db"))
+    with store as opened:
+        assert opened is store
+        store.set("users", "u1", {"name": "Ada"})
+    with pytest.raises(DatastoreError, match="not open"):
+        store.get("users", "u1")
+    with pytest.raises(RuntimeError, match="boom"), store:
+        raise RuntimeError("boom")
+    with pytest.raises(DatastoreError, match="not open"):
+        store.get("users", "u1")
+    with MemoryDatastore() as memory:
+        memory.set("users", "u1", {"name": "Ada"})
+        assert memory.get("users", "u1") == {"name": "Ada"}

@@ -37,6 +37,7 @@ def test_public_names_are_pinned() -> None:
         "hookimpl",
         "hookspec",
         "load_config",
+        "open_datastore",
         "parse_config",
         "register_plugin",
     ]

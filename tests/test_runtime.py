@@ -7,6 +7,7 @@ import gc
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -15,10 +16,10 @@ from pydantic import BaseModel, ConfigDict
 from onto_core import plugins
 from onto_core.builtin.memory import channel, drop_channels
 from onto_core.config import PipelineConfig, parse_config
-from onto_core.errors import ConfigError, ShutdownTimeout, SourceError
+from onto_core.errors import ConfigError, DatastoreError, ShutdownTimeout, SourceError
 from onto_core.hookspecs import hookimpl
 from onto_core.protocols import Guarantee, Message
-from onto_core.runtime import SOURCE_ID_HEADER, Runtime
+from onto_core.runtime import SOURCE_ID_HEADER, Runtime, open_datastore
 
 BOTH = frozenset({Guarantee.AT_MOST_ONCE, Guarantee.AT_LEAST_ONCE})
 # Shared between the test and the components it configures, reset for every test.
@@ -822,3 +823,25 @@ class _StartComponents:
     def register_components(self, register: plugins.ComponentRegistrar) -> None:
         register.processor("builds_at_start", BuildsAtStart)
         register.sink("freeze_noting", FreezeNotingSink)
+
+
+def test_open_datastore_opens_the_store_a_config_names_or_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "app.yaml"
+    config.write_text(f"""
+datastore: {{type: sqlite, path: "{tmp_path / "app.db"}"}}
+pipelines:
+  p: {{source: {{type: memory, messages: []}}, sinks: [{{type: stdout}}]}}
+""")
+    with open_datastore(config) as store:
+        store.set("users", "u1", {"name": "Ada"})
+    assert (tmp_path / "app.db").exists()
+    with open_datastore(str(config)) as store:
+        assert store.get("users", "u1") == {"name": "Ada"}
+    with pytest.raises(DatastoreError, match="not open"):
+        store.get("users", "u1")
+    monkeypatch.chdir(tmp_path)
+    with open_datastore() as default:
+        default.set("users", "u2", {"name": "Grace"})
+    assert (tmp_path / "onto.db").exists()

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from onto_core.errors import ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, ViewRecord
+from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, OpenInBlock, ViewRecord
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import CommitWrites, DocKey
 
@@ -29,7 +29,7 @@ def _encode(data: dict[str, Any], key: DocKey) -> str:
         raise DatastoreError(f"{key[0]}/{key[1]} is not JSON-serializable: {exc}") from None
 
 
-class MemoryDatastore(CommitWrites):
+class MemoryDatastore(CommitWrites, OpenInBlock):
     """Documents and change feed in this process's memory."""
 
     class Config(BaseModel):

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from onto_core.errors import ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, ViewRecord
+from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, OpenInBlock, ViewRecord
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import CommitWrites, DocKey
 
@@ -65,7 +65,7 @@ CREATE INDEX IF NOT EXISTS view_state_shard ON view_state (name, shard);
 ChangeListener = Callable[[Change], None]
 
 
-class SqliteDatastore(CommitWrites):
+class SqliteDatastore(CommitWrites, OpenInBlock):
     """Documents and a durable change feed in a sqlite file (no server needed).
 
     Methods are thread-safe: one connection is shared behind a lock. Calling any method

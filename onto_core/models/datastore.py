@@ -12,17 +12,37 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from onto_core.models.query import Condition
     from onto_core.models.transaction import Transaction
 
-__all__ = ["Change", "ChangeListeners", "ChangeOp", "Datastore", "Documents", "ViewRecord"]
+__all__ = [
+    "Change",
+    "ChangeListeners",
+    "ChangeOp",
+    "Datastore",
+    "Documents",
+    "OpenInBlock",
+    "ViewRecord",
+]
 
 log = logging.getLogger("onto.datastore")
 
 R = TypeVar("R")
+
+
+class OpenInBlock:
+    """``with store:`` opens a datastore for the block and closes it after (a mixin for
+    classes with ``open()`` and ``close()``)."""
+
+    def __enter__(self) -> Self:
+        self.open()  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # type: ignore[attr-defined]
 
 
 class ChangeOp(enum.StrEnum):

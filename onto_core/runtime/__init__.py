@@ -6,7 +6,7 @@ from onto_core.runtime._background import running
 from onto_core.runtime._calls import as_async, maybe_await
 from onto_core.runtime._metrics import PipelineMetrics
 from onto_core.runtime._pipeline import SOURCE_ID_HEADER, PipelineRunner
-from onto_core.runtime._runtime import Runtime, run
+from onto_core.runtime._runtime import Runtime, open_datastore, run
 
 __all__ = [
     "SOURCE_ID_HEADER",
@@ -15,6 +15,7 @@ __all__ = [
     "Runtime",
     "as_async",
     "maybe_await",
+    "open_datastore",
     "run",
     "running",
 ]

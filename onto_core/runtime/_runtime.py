@@ -7,18 +7,19 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from typing import Any
 
-from onto_core.config import ComponentSpec, OntoConfig
+from onto_core.config import ComponentSpec, OntoConfig, load_config
 from onto_core.errors import DatastoreError, OntoError, ShutdownTimeout
 from onto_core.models.datastore import Datastore
 from onto_core.plugins import get_component, get_plugin_manager
 from onto_core.runtime._calls import as_async
 from onto_core.runtime._pipeline import PipelineRunner
 
-__all__ = ["Runtime", "run"]
+__all__ = ["Runtime", "open_datastore", "run"]
 
 log = logging.getLogger("onto.runtime")
 
@@ -26,6 +27,28 @@ log = logging.getLogger("onto.runtime")
 def _default_datastore() -> Datastore:
     info = get_component("datastore", "sqlite")
     return info.cls(info.config_model())  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def open_datastore(
+    config: OntoConfig | str | os.PathLike[str] | None = None,
+) -> Iterator[Datastore]:
+    """The datastore a config names, open for the ``with`` block and closed after it.
+
+    ``config`` is a config file's path or a parsed config. One that names no datastore
+    (or ``None``) gives the embedded sqlite store ``./onto.db``, the one ``onto run``
+    would use. For seeding a store, running actions or building views from Python
+    against the data a running config serves.
+    """
+    if config is not None and not isinstance(config, OntoConfig):
+        config = load_config(config)
+    spec = config.datastore if config is not None else None
+    store: Datastore = spec.build() if spec is not None else _default_datastore()
+    store.open()
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 class Runtime:

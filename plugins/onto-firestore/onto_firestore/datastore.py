@@ -43,7 +43,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel, ConfigDict, Field
 
 from onto_core.errors import ComponentError, ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, ViewRecord
+from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, OpenInBlock, ViewRecord
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import DocKey, Transaction, run_transaction
 from onto_core.protocols import RuntimeContext
@@ -141,7 +141,7 @@ class _Current:
     version: int
 
 
-class FirestoreDatastore:
+class FirestoreDatastore(OpenInBlock):
     """Documents in Cloud Firestore (or its emulator) with a durable change log.
 
     Thread-safe. See the module docstring for how ``seq`` and transactions work.

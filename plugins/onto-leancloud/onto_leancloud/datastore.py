@@ -48,7 +48,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from onto_core.errors import ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, ViewRecord
+from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, OpenInBlock, ViewRecord
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import DocKey, Transaction, run_transaction
 from onto_leancloud._client import (
@@ -108,7 +108,7 @@ def _env_secret(name: str) -> SecretStr | None:
     return SecretStr(value) if value else None
 
 
-class LeanCloudDatastore:
+class LeanCloudDatastore(OpenInBlock):
     """Documents in LeanCloud classes, with a change feed (see the module docstring).
 
     Thread-safe: reads run in parallel, writes of one process one at a time.
