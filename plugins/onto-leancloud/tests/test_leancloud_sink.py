@@ -248,3 +248,16 @@ class TestLeanCloudSinkConformance(SinkConformance):
             return [o["value"]["v"] for o in leancloud_double.objects("Conformance")]
 
         return sink, read_back
+
+    @pytest.fixture
+    def refusing_sink_factory(self, leancloud_double: LeanCloudDouble) -> LeanCloudSink:
+        """A class the app key may not write (LeanCloud answers 119 to each request)."""
+        leancloud_double.master_only("Refusing")
+        return LeanCloudSink(
+            LeanCloudSink.Config(
+                class_name="Refusing",
+                server_url=leancloud_double.url,
+                app_id=leancloud_double.app_id,
+                app_key=leancloud_double.app_key,  # type: ignore[arg-type]
+            )
+        )
