@@ -45,6 +45,7 @@ __all__ = [
     "Replies",
     "ReplySink",
     "RequestSource",
+    "read_queued",
     "replies",
 ]
 
@@ -186,17 +187,7 @@ class RequestSource:
 
     async def read_batch(self, max_messages: int) -> list[Message]:
         assert self._queue is not None
-        first = await self._queue.get()
-        if first is None:
-            return []
-        batch = [first]
-        while len(batch) < max_messages and not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is None:
-                self._queue.put_nowait(None)  # keep the end marker for the next read
-                break
-            batch.append(item)
-        return batch
+        return await read_queued(self._queue, max_messages)
 
     async def read(self) -> Message | None:
         batch = await self.read_batch(1)
@@ -214,6 +205,23 @@ class RequestSource:
     async def close(self) -> None:
         if self._queue is not None:
             self._queue.put_nowait(None)
+
+
+async def read_queued(queue: asyncio.Queue[Message | None], max_messages: int) -> list[Message]:
+    """Up to ``max_messages`` from ``queue``, waiting for the first; ``[]`` when the
+    ``None`` that ends it comes first. A ``None`` met after the first message is left
+    for the next read."""
+    first = await queue.get()
+    if first is None:
+        return []
+    batch = [first]
+    while len(batch) < max_messages and not queue.empty():
+        item = queue.get_nowait()
+        if item is None:
+            queue.put_nowait(None)
+            break
+        batch.append(item)
+    return batch
 
 
 def _answer(status: int, body: Any) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,10 +19,19 @@ from onto_core.runtime._calls import as_async, optional_method
 if TYPE_CHECKING:
     from onto_core.config import PipelineConfig
 
-__all__ = ["VERSION_HEADER", "VIEW_HEADER", "ViewProcessor", "load_view", "view_message"]
+__all__ = [
+    "VERSION_HEADER",
+    "VIEW_HEADER",
+    "ViewProcessor",
+    "load_view",
+    "newest_per_target",
+    "update_parts",
+    "view_message",
+]
 
 VIEW_HEADER = "onto-view"
 VERSION_HEADER = "onto-version"
+T = TypeVar("T")
 
 # The digest of a view that may have been delivered: equal to none, so it is built again.
 _MAYBE_DELIVERED = ""
@@ -45,6 +55,38 @@ def view_message(update: ViewUpdate) -> Message:
         channel=update.view,
         headers={VIEW_HEADER: update.view, VERSION_HEADER: str(update.version)},
     )
+
+
+def update_parts(message: Message) -> tuple[int, dict[str, Any] | None]:
+    """A view update message's version (its ``version``, else the version header) and
+    data (``None`` for a removal), for sinks that write views.
+
+    ``message.value`` is a dict (the sink checked the fields it needs); ``ValueError``
+    naming the message when the version or the data is malformed.
+    """
+    value = message.value
+    raw: Any = value.get("version", message.headers.get(VERSION_HEADER))
+    try:
+        version = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"message {message.id}: 'version' must be an integer, got {raw!r}"
+        ) from None
+    if value.get("removed") or value.get("data") is None:
+        return version, None
+    data = value["data"]
+    if not isinstance(data, dict):
+        raise ValueError(f"message {message.id}: 'data' must be an object, got {data!r}")
+    return version, data
+
+
+def newest_per_target(targets: Iterable[tuple[str, int, T]]) -> dict[str, tuple[int, T]]:
+    """The newest ``(version, what)`` per target among ``(target, version, what)``."""
+    latest: dict[str, tuple[int, T]] = {}
+    for target, version, what in targets:
+        if target not in latest or latest[target][0] < version:
+            latest[target] = (version, what)
+    return latest
 
 
 class ViewProcessor:

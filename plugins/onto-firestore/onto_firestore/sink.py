@@ -29,7 +29,7 @@ from google.api_core import retry as gretry
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from onto_core.builtin.view import VERSION_HEADER
+from onto_core.builtin.view import newest_per_target, update_parts
 from onto_core.errors import OntoError, SinkError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_core.runtime import SOURCE_ID_HEADER
@@ -142,12 +142,7 @@ class FirestoreSink:
 
     def _latest(self, messages: list[Message]) -> dict[str, tuple[int, dict[str, Any] | None]]:
         """The newest ``(version, data)`` per document path among ``messages``."""
-        latest: dict[str, tuple[int, dict[str, Any] | None]] = {}
-        for message in messages:
-            path, version, data = self._target(message)
-            if path not in latest or latest[path][0] < version:
-                latest[path] = (version, data)
-        return latest
+        return newest_per_target(self._target(message) for message in messages)
 
     def _target(self, message: Message) -> tuple[str, int, dict[str, Any] | None]:
         value = message.value
@@ -167,20 +162,10 @@ class FirestoreSink:
             ) from None
         except ValueError as exc:
             raise SinkError.at(self._ctx, f"message {message.id}: {exc}") from None
-        raw: Any = value.get("version", message.headers.get(VERSION_HEADER))
         try:
-            version = int(raw)
-        except (TypeError, ValueError):
-            raise SinkError.at(
-                self._ctx, f"message {message.id}: 'version' must be an integer, got {raw!r}"
-            ) from None
-        if value.get("removed") or value.get("data") is None:
-            return path, version, None
-        data = value["data"]
-        if not isinstance(data, dict):
-            raise SinkError.at(
-                self._ctx, f"message {message.id}: 'data' must be an object, got {data!r}"
-            )
+            version, data = update_parts(message)
+        except ValueError as exc:
+            raise SinkError.at(self._ctx, str(exc)) from None
         return path, version, data
 
     def _tombstone(self, client: firestore.Client, path: str) -> Any:

@@ -44,7 +44,8 @@ from pydantic import (
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from onto_core.builtin.api import RequestSource
+from onto_core.builtin.api import RequestSource, read_queued
+from onto_core.builtin.changes import change_message
 from onto_core.builtin.transform import import_object
 from onto_core.builtin.view import load_view
 from onto_core.models import DomainModel, ViewModel
@@ -649,15 +650,7 @@ class LeanEngineSource:
 
     def deliver(self, change: Change) -> concurrent.futures.Future[None]:
         """Queue an after-hook's change; the future settles when the pipeline is done."""
-        key = f"{change.collection}/{change.doc_id}"
-        message = Message(
-            change.to_dict(),
-            key=key,
-            id=f"{key}@{change.seq}",
-            channel=change.collection,
-            timestamp=change.timestamp,
-            offset=change.seq,
-        )
+        message = change_message(change)
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._enqueue(message, future)
         return future
@@ -763,17 +756,7 @@ class LeanEngineSource:
 
     async def read_batch(self, max_messages: int) -> list[Message]:
         assert self._queue is not None, "start() first"
-        first = await self._queue.get()
-        if first is None:
-            return []
-        batch = [first]
-        while len(batch) < max_messages and not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is None:
-                self._queue.put_nowait(None)
-                break
-            batch.append(item)
-        return batch
+        return await read_queued(self._queue, max_messages)
 
     async def read(self) -> Message | None:
         batch = await self.read_batch(1)

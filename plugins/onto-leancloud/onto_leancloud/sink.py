@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from onto_core.builtin.view import VERSION_HEADER
+from onto_core.builtin.view import newest_per_target, update_parts
 from onto_core.errors import DatastoreError, SinkError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_leancloud._client import (
@@ -138,12 +138,7 @@ class LeanCloudSink:
             raise SinkError.at(self._ctx, f"leancloud sink: {exc}") from exc
 
     def _latest(self, messages: list[Message]) -> dict[str, _Target]:
-        latest: dict[str, _Target] = {}
-        for message in messages:
-            key, version, body = self._target(message)
-            if key not in latest or latest[key][0] < version:
-                latest[key] = (version, body)
-        return latest
+        return newest_per_target(self._target(message) for message in messages)
 
     def _target(self, message: Message) -> tuple[str, int, dict[str, Any] | None]:
         value = message.value
@@ -154,20 +149,12 @@ class LeanCloudSink:
                 f" removed, data}}, got {type(value).__name__}",
             )
         key = value["key"]
-        raw: Any = value.get("version", message.headers.get(VERSION_HEADER))
         try:
-            version = int(raw)
-        except (TypeError, ValueError):
-            raise SinkError.at(
-                self._ctx, f"message {message.id}: 'version' must be an integer, got {raw!r}"
-            ) from None
-        if value.get("removed") or value.get("data") is None:
+            version, data = update_parts(message)
+        except ValueError as exc:
+            raise SinkError.at(self._ctx, str(exc)) from None
+        if data is None:
             return key, version, None
-        data = value["data"]
-        if not isinstance(data, dict):
-            raise SinkError.at(
-                self._ctx, f"message {message.id}: 'data' must be an object, got {data!r}"
-            )
         fields = value.get("fields") if self.config.include_key_fields else None
         kf, vf = self.config.key_field, self.config.version_field
         body = {**(fields if isinstance(fields, dict) else {}), **data}
