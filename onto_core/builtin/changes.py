@@ -156,8 +156,7 @@ class ChangesSource:
         The cursor is saved in the background, one save at a time covering every ack so
         far; ``close()`` waits for the last one.
         """
-        self._unacked.discard(message.offset)
-        self._save_soon()
+        await self.ack_batch([message])
 
     async def ack_batch(self, messages: list[Message]) -> None:
         """``ack`` for each of ``messages``, with one cursor save scheduled for all."""
