@@ -136,8 +136,10 @@ class RuntimeSettings(_Strict):
     freeze_gc: bool = Field(
         True,
         description=(
-            "After start-up, move every object alive then out of the garbage collector's"
-            " reach (gc.freeze), so collections scan only what pipelines allocate."
+            "After start-up, and once what processors built at start (views and their"
+            " indexes) is due out, move every object alive then out of the garbage"
+            " collector's reach (gc.freeze), so collections scan only what pipelines"
+            " allocate later."
         ),
     )
 

@@ -777,7 +777,18 @@ class BuildsAtStart:
             return []
         self.emitted = True
         state["frozen_at_build"] = gc.get_freeze_count()
-        self.held = [[n] for n in range(self.size)]  # lists: tracked by the collector
+        collections = [0]
+
+        def count(phase: str, info: dict[str, int]) -> None:
+            collections[0] += phase == "start"
+
+        gc.callbacks.append(count)
+        try:
+            # Lists: tracked by the collector; many times its gen-0 threshold.
+            self.held = [[n] for n in range(self.size)]
+        finally:
+            gc.callbacks.remove(count)
+        state["collections_in_build"] = collections[0]
         return [Message({"n": -1})]
 
     def process(self, message: Message) -> Message:
@@ -795,27 +806,32 @@ class FreezeNotingSink:
 
     async def write(self, messages: list[Message]) -> None:
         state.setdefault("frozen_at_write", gc.get_freeze_count())
+        state.setdefault("collector_on_at_write", gc.isenabled())
 
 
 @pytest.mark.parametrize("freeze", [True, False])
-def test_what_processors_build_at_start_is_frozen_before_it_goes_out(freeze: bool) -> None:
+def test_a_start_up_build_is_frozen_uncollected_before_it_goes_out(freeze: bool) -> None:
     name = plugins.register_plugin(_StartComponents(), name="start-build")
     try:
         run(f"""
 pipelines:
   views:
     source: {{type: memory, messages: []}}
-    processors: [{{type: builds_at_start, size: 5000}}]
+    processors: [{{type: builds_at_start, size: 50000}}]
     sinks: [{{type: freeze_noting}}]
 runtime: {{freeze_gc: {str(freeze).lower()}}}
 """)
     finally:
         plugins.unregister_plugin(name)
     grown = state["frozen_at_write"] - state["frozen_at_build"]
+    assert state["collector_on_at_write"], "the collector stayed off after the start-up build"
     if freeze:
-        assert grown >= 5000, f"only {grown} objects frozen after the start-up build"
+        assert grown >= 50_000, f"only {grown} objects frozen after the start-up build"
+        # Paused while it ran: no collection walked what it was building.
+        assert state["collections_in_build"] == 0
     else:
-        assert grown < 5000
+        assert grown < 50_000
+        assert state["collections_in_build"] > 0
 
 
 class _StartComponents:

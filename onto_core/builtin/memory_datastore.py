@@ -15,7 +15,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from onto_core.errors import ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, OpenInBlock, ViewRecord
+from onto_core.models.datastore import (
+    Change,
+    ChangeListeners,
+    ChangeOp,
+    OpenInBlock,
+    ViewRecord,
+    decode_json,
+)
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import CommitWrites, DocKey
 
@@ -58,7 +65,7 @@ class MemoryDatastore(CommitWrites, OpenInBlock):
             found = self._docs.get((collection, doc_id))
         if found is None:
             return None, 0
-        return json.loads(found[0]), found[1]
+        return decode_json(found[0]), found[1]
 
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
         return self.get_versioned(collection, doc_id)[0]
@@ -80,8 +87,8 @@ class MemoryDatastore(CommitWrites, OpenInBlock):
             texts.sort(key=lambda row: row[0])  # by id: only the documents returned are decoded
             if limit is not None:
                 texts = texts[:limit]
-            return [(doc_id, json.loads(text)) for doc_id, text in texts]
-        rows = [(doc_id, json.loads(text)) for doc_id, text in texts]
+            return [(doc_id, decode_json(text)) for doc_id, text in texts]
+        rows = [(doc_id, decode_json(text)) for doc_id, text in texts]
         return sort_rows([r for r in rows if matches(r[1], conditions)], order_by, limit)
 
     # --- writes -------------------------------------------------------------------------
@@ -106,7 +113,7 @@ class MemoryDatastore(CommitWrites, OpenInBlock):
                 else:
                     self._docs[key] = (text, seq)  # a document's version is its last seq
                     op = ChangeOp.UPDATE if current else ChangeOp.CREATE
-                    data = json.loads(text)
+                    data = decode_json(text)
                 change = Change(seq, key[0], key[1], op, data, now)
                 self._changes.append(change)
                 committed.append(change)

@@ -21,7 +21,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from onto_core.errors import ConflictError, DatastoreError
-from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, OpenInBlock, ViewRecord
+from onto_core.models.datastore import (
+    Change,
+    ChangeListeners,
+    ChangeOp,
+    OpenInBlock,
+    ViewRecord,
+    decode_json,
+)
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import CommitWrites, DocKey
 
@@ -506,5 +513,4 @@ def _last_seq(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT MAX(seq) FROM changes").fetchone()[0] or 0)
 
 
-def _decode(text: str) -> Any:
-    return json.loads(text)
+_decode = decode_json

@@ -21,17 +21,17 @@ The cost of one change is the number of affected roots, not the number of views.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import logging
 import threading
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from onto_core._memory import collector_paused
 from onto_core.errors import DatastoreError
 from onto_core.models.datastore import Change, Datastore, ViewRecord
 from onto_core.models.domain import use_datastore
@@ -90,11 +90,6 @@ def digest_of(data: dict[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-_pause_lock = threading.Lock()
-_pauses = 0  # passes running with the cyclic garbage collector paused
-_was_enabled = False  # whether it ran before the first of them began
-
-
 def _one_read(store: Any) -> contextlib.AbstractContextManager[Any]:
     """Reads of one pass in one consistent state, where the store offers it (``snapshot``).
 
@@ -103,30 +98,6 @@ def _one_read(store: Any) -> contextlib.AbstractContextManager[Any]:
     """
     snapshot = getattr(store, "snapshot", None)
     return snapshot() if callable(snapshot) else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many roots in a row.
-
-    Such a pass allocates mostly objects that live on (read sets, indexes, outputs), which
-    collections would walk over and over while finding next to nothing; reference counting
-    still frees everything else meanwhile. Passes may overlap; the collector runs again
-    once the last ends, unless it was off before the first began.
-    """
-    global _pauses, _was_enabled
-    with _pause_lock:
-        if _pauses == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _pauses += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pauses -= 1
-            if _pauses == 0 and _was_enabled:
-                gc.enable()
 
 
 # A root's read set as kept: the documents and the queries its last build read.
@@ -235,7 +206,7 @@ class ReactiveEngine:
                     floor[record.root] = max(floor[record.root], record.version)
             updates: list[ViewUpdate] = []
             # One pass over many roots: each document read once, the roots in one query.
-            with _one_read(self.store), _collector_paused():
+            with _one_read(self.store), collector_paused():
                 every_root = self.store.query(self.root_collection)
                 roots = [(r, data) for r, data in every_root if self.shard_of(r) in gained]
                 cache = ReadCache(self.store, builds=len(roots))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import time
 from collections import Counter, deque
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from onto_core._memory import collector_paused
 from onto_core.config import ComponentSpec, PipelineConfig
 from onto_core.errors import ComponentError, SourceError
 from onto_core.models.datastore import Datastore
@@ -112,11 +114,11 @@ class PipelineRunner:
         self,
         config: PipelineConfig,
         datastore: Datastore | None = None,
-        settle_memory: Callable[[], None] | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         self.config = config
-        # Called once what processors built at start is due out (see _emit_due).
-        self._settle_memory = settle_memory
+        # Whether what processors build at start is still to be frozen (see _emit_due).
+        self._freeze_built = freeze_gc
         self.name = config.name
         self.datastore = datastore
         self.metrics = PipelineMetrics(config.name)
@@ -546,17 +548,30 @@ class PipelineRunner:
             due = optional_method(processor.instance, "due_messages")
             if due is None:
                 continue
-            messages = list(await due())
-            if messages and self._settle_memory is not None:
-                # What was built at start (views and their indexes) lives on: out of the
-                # collector's way before the many messages that go out now.
-                self._settle_memory()
-                self._settle_memory = None
+            messages = await self._due(due)
             await self._skip_reflected(processor)
             size = self.config.batch.size
             for start in range(0, len(messages), size):
                 chunk = messages[start : start + size]
                 await self._flow(chunk, [time.monotonic()] * len(chunk), index + 1, due=index)
+
+    async def _due(self, due: Callable[[], Awaitable[Iterable[Message]]]) -> list[Message]:
+        """What ``due`` returns; the first time it returns any, with ``freeze_gc``, what was
+        built for them is moved out of the garbage collector's reach.
+
+        That build (views and their indexes, at start) allocates mostly objects that live
+        on: the collector is paused while it runs, and what it left is frozen
+        (``gc.freeze``) rather than collected, so no collection walks all of it, now or
+        later. Unreachable cycles it made, if any, are kept with it: one build's worth.
+        """
+        if not self._freeze_built:
+            return list(await due())
+        with collector_paused():
+            messages = list(await due())
+            if messages:
+                gc.freeze()
+                self._freeze_built = False
+        return messages
 
     async def _skip_reflected(self, processor: _Component) -> None:
         """Let the source skip what a processor says it already reflects (start ready).

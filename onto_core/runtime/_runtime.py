@@ -103,7 +103,7 @@ class Runtime:
         freeze = self.config.runtime.freeze_gc
         try:
             self.runners = {
-                name: PipelineRunner(p, datastore, self._settle_memory if freeze else None)
+                name: PipelineRunner(p, datastore, freeze_gc=freeze)
                 for name, p in self.config.pipelines.items()
             }
             started: list[PipelineRunner] = []
@@ -133,10 +133,10 @@ class Runtime:
     def _settle_memory() -> None:
         """Collect, then exempt what is alive from later collections (``gc.freeze``).
 
-        Start-up objects (modules, models, views built at start and their indexes) live
-        as long as the process; without this every full collection walks them all again.
-        Called once every component has started, and again by each pipeline once what
-        its processors built at start is due out.
+        Start-up objects (modules, models, configs) live as long as the process; without
+        this every full collection walks them all again. Called once every component has
+        started; what processors build at start is frozen by their pipeline once due out
+        (``PipelineRunner._due``).
         """
         gc.collect()
         gc.freeze()
