@@ -43,7 +43,14 @@ class GraphQLEndpointConfig(WebEndpointConfig):
     path: str = Field(
         "/graphql", description="URL path of the GraphQL endpoint (HTTP and WebSocket)."
     )
-    max_depth: int = Field(12, ge=1, description="Deepest nesting of selections a query may have.")
+    max_depth: int = Field(
+        15,
+        ge=1,
+        description=(
+            "Deepest nesting of selections a query may have (15 lets the standard "
+            "introspection query of GraphiQL and gql through)."
+        ),
+    )
     max_aliases: int = Field(20, ge=0, description="Most aliases one query document may use.")
     max_query_bytes: int = Field(
         10_000, ge=100, description="Longest query text accepted, in bytes (UTF-8)."

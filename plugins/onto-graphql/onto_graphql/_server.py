@@ -29,8 +29,8 @@ from ariadne.asgi import GraphQL
 from ariadne.asgi.handlers import GraphQLHTTPHandler
 from ariadne.exceptions import HttpError
 from ariadne.explorer import Explorer, ExplorerHttp405
-from ariadne.utils import unwrap_graphql_error
-from graphql import GraphQLError, GraphQLSchema
+from ariadne.utils import get_operation_type, unwrap_graphql_error
+from graphql import GraphQLError, GraphQLSchema, OperationType, parse
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -554,6 +554,15 @@ class _HTTPHandler(GraphQLHTTPHandler):
             "(application/json), or queries with GET ?query=..."
         )
         return _errors(405, message, {"Allow": "GET, HEAD, OPTIONS, POST"})
+
+
+def _not_a_query(data: dict[str, Any]) -> bool:
+    """Whether the GET request ``data`` would run a mutation or a subscription."""
+    try:
+        document = parse(data["query"], max_tokens=10_000)
+        return get_operation_type(document, data.get("operationName")) is not OperationType.QUERY
+    except (GraphQLError, KeyError, TypeError):
+        return False  # ariadne answers what is wrong with it
 
 
 def _errors(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

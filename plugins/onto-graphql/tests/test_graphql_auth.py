@@ -129,9 +129,8 @@ async def gql_subscription(url: str, init: dict[str, Any], user: str = "joshua")
 
 
 def test_a_subscription_to_another_users_view_is_refused(serve: Any, auth: dict[str, Any]) -> None:
-    with serve(auth=auth) as url:
-        with pytest.raises(TransportQueryError) as refusal:
-            asyncio.run(gql_subscription(url, {"token": "joshua-token"}, user="tijuana"))
+    with serve(auth=auth) as url, pytest.raises(TransportQueryError) as refusal:
+        asyncio.run(gql_subscription(url, {"token": "joshua-token"}, user="tijuana"))
     assert refusal.value.errors is not None
     (error,) = refusal.value.errors
     assert error["extensions"]["code"] == "FORBIDDEN"
