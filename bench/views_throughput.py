@@ -339,14 +339,25 @@ class Latest:
         self.versions: dict[str, int] = {}
         self.received = 0
         self.target: dict[str, Any] = {}
+        self.contents = True
         self.missing: set[str] = set()
         self.reached = asyncio.Event()
         self.reached_at = 0.0
 
-    def expect(self, target: dict[str, Any]) -> asyncio.Event:
-        """An event set once the sink holds every view of ``target`` (key → view)."""
+    def expect(self, target: dict[str, Any], contents: bool = True) -> asyncio.Event:
+        """An event set once the sink holds every view of ``target`` (key → view).
+
+        ``contents=False``: once it holds a view for every key of ``target`` (each key
+        arrives once, as in a first build), leaving the contents to ``check``, outside
+        the timed span: comparing 30,000 views as they come is the bench's work, not onto's.
+        """
         self.target = target
-        self.missing = {k for k, v in target.items() if self.views.get(k) != v}
+        self.contents = contents
+        held = self.views
+        if contents:
+            self.missing = {k for k, v in target.items() if held.get(k) != v}
+        else:
+            self.missing = {k for k in target if k not in held}
         self.reached = asyncio.Event()
         if not self.missing:
             self.reached_at = time.perf_counter()
@@ -366,13 +377,19 @@ class Latest:
             else:
                 self.views[key] = update["data"]
             if key in self.target:
-                if self.views.get(key) == self.target[key]:
+                if not self.contents or self.views.get(key) == self.target[key]:
                     self.missing.discard(key)
                 else:
                     self.missing.add(key)
         if self.target and not self.missing and not self.reached.is_set():
             self.reached_at = time.perf_counter()
             self.reached.set()
+
+    def check(self, target: dict[str, Any], what: str) -> None:
+        """Fail unless the sink holds exactly the views of ``target`` for its keys."""
+        wrong = [k for k, v in target.items() if self.views.get(k) != v]
+        if wrong:
+            raise SystemExit(f"{what}: {len(wrong):,} views differ, e.g. {wrong[0]}")
 
 
 latest: Latest | None = None
@@ -436,15 +453,18 @@ pipelines:
     out: dict[str, Any] = {}
 
     # Time-to-ready: every view at the sink, then a change written now reaches it.
-    views_at_sink = latest.expect(plan["initial"])
+    views_at_sink = latest.expect(plan["initial"], contents=False)
     started = time.perf_counter()
     task = asyncio.create_task(runtime.run())
     await wait(views_at_sink, 1200, "the initial views")
     out["views_at_sink"] = latest.reached_at - started
+    # The bench's own check holds the loop (the pipeline waits meanwhile): not counted.
+    latest.check(plan["initial"], "the initial views")
     probe_seen = latest.expect(plan["probe_changed"])
+    probe_written = time.perf_counter()
     commit(store, plan["probe"])
     await wait(probe_seen, 1200, "the probe change")
-    out["ready"] = latest.reached_at - started
+    out["ready"] = out["views_at_sink"] + latest.reached_at - probe_written
     out["ready_received"] = latest.received
 
     # Burst: every change is in the feed before the pipeline can take the first.

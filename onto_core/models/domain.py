@@ -25,11 +25,10 @@ read for reactivity).
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import enum
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, ClassVar, Generic, Self, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
@@ -66,14 +65,23 @@ def current_datastore() -> Datastore:
     return store
 
 
-@contextlib.contextmanager
-def use_datastore(store: Datastore) -> Iterator[Datastore]:
-    """Make ``store`` the datastore model reads and writes use within the block."""
-    token = _datastore.set(store)
-    try:
-        yield store
-    finally:
-        _datastore.reset(token)
+class use_datastore:
+    """Make ``store`` the datastore model reads and writes use within the block.
+
+    A class rather than a generator: the reactive engine enters one per build.
+    """
+
+    __slots__ = ("_store", "_token")
+
+    def __init__(self, store: Datastore) -> None:
+        self._store = store
+
+    def __enter__(self) -> Datastore:
+        self._token = _datastore.set(self._store)
+        return self._store
+
+    def __exit__(self, *exc: object) -> None:
+        _datastore.reset(self._token)
 
 
 def _new_id() -> str:
@@ -211,10 +219,12 @@ class DomainModel(BaseModel):
         """The model stored as ``data``, as the subclass named by its ``objType``."""
         fields = dict(data)
         kind = fields.pop(TYPE_KEY, None)
-        model = cls._subclass_named(kind) if kind else cls
+        model = cls if not kind or kind == cls.__name__ else cls._subclass_named(kind)
         if doc_id is not None:
             fields["id"] = doc_id
-        return model.model_validate(fields)
+        # The validator itself: model_validate adds a Python call per document read.
+        validated: Self = model.__pydantic_validator__.validate_python(fields)
+        return validated
 
     # --- storage ------------------------------------------------------------------------
 

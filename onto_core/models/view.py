@@ -101,7 +101,11 @@ class ViewModel(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """The view as delivered: camelCase keys, JSON-ready values."""
-        return self.model_dump(mode="json", by_alias=True)
+        # The serializer itself: model_dump adds a Python call per view built.
+        data: dict[str, Any] = self.__pydantic_serializer__.to_python(
+            self, mode="json", by_alias=True
+        )
+        return data
 
     @classmethod
     def action_model(cls, name: str) -> type[BaseModel]:

@@ -47,7 +47,7 @@ log = logging.getLogger("onto.reactive")
 _UNKNOWN = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ViewUpdate:
     """One view's new output (``data``), or its removal (``data is None``).
 
@@ -104,10 +104,11 @@ def _one_read(store: Any) -> contextlib.AbstractContextManager[Any]:
 _Reads = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, tuple[Condition, ...]], ...]]
 
 
-def _digest(view: ViewModel, data: dict[str, Any]) -> str:
+def _digest(view: ViewModel, data: dict[str, Any], own_json: bool) -> str:
     """The digest of ``view``, delivered as ``data``: from its JSON as pydantic writes it
-    (field order fixed by the class), or from ``data`` when the class shapes its own."""
-    if type(view).to_dict is not ViewModel.to_dict:
+    (field order fixed by the class) when ``own_json`` (the class keeps ``to_dict``), or
+    from ``data`` when the class shapes its own."""
+    if not own_json:
         return digest_of(data)
     text = view.__pydantic_serializer__.to_json(view, by_alias=True)
     return hashlib.blake2b(text, digest_size=16).hexdigest()
@@ -118,6 +119,10 @@ def _above(seq: int, delivered: int) -> int:
     version delivered for it before. A feed whose positions are not the versions (changes
     from LeanEngine hooks are numbered by arrival time) may have delivered past ``seq``."""
     return seq if seq > delivered or not delivered else delivered + 1
+
+
+def _first(pair: tuple[str, Any]) -> str:
+    return pair[0]
 
 
 def _hashable(value: Any) -> str:
@@ -141,6 +146,7 @@ class ReactiveEngine:
         self.owned: frozenset[int] = frozenset()
         self.snapshot_seq = 0  # the feed position the last acquire built at
         self.recomputes = 0
+        self._own_json = view.to_dict is ViewModel.to_dict  # digests from pydantic's JSON
         self._lock = threading.Lock()
         self._built_at: dict[int, int] = {}  # shard → seq it was built at; older changes skip
         self.suspended: frozenset[int] = frozenset()  # held, but not emitting for now
@@ -403,17 +409,15 @@ class ReactiveEngine:
             # Above the last, yet never past the store: the data differs, so the store
             # moved at least one seq beyond the build that gave the last version.
             version = last + 1
-        built = sorted(((v.key, v) for v in views), key=lambda kv: kv[0])
+        name, own_json = self.view.view_name, self._own_json
         new: dict[str, str] = {}
         updates: list[ViewUpdate] = []
-        for key, view in built:
+        for key, view in sorted([(v.key, v) for v in views], key=_first):
             data = view.to_dict()
-            digest = new[key] = _digest(view, data)
+            digest = new[key] = _digest(view, data, own_json)
             if emit_all or old.get(key) != digest:
                 fields = self._fields(view)
-                updates.append(
-                    ViewUpdate(self.view.view_name, key, fields, version, data, root_id, digest)
-                )
+                updates.append(ViewUpdate(name, key, fields, version, data, root_id, digest))
         updates += [self._removal(root_id, key, version) for key in sorted(old.keys() - new)]
         # Most builds read what the last one read: then the index already says so.
         same_reads = root is not None and self._reads_again(root_id, reader.read_set)
