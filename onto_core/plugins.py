@@ -75,6 +75,8 @@ _PROVIDED_BY: dict[tuple[str, str], str] = {
     ("source", "jsonrpc"): "onto-jsonrpc",
     ("source", "websocket"): "onto-websocket",
     ("sink", "websocket"): "onto-websocket",
+    ("source", "graphql"): "onto-graphql",
+    ("sink", "graphql"): "onto-graphql",
     ("source", "kafka"): "onto-kafka",
     ("sink", "kafka"): "onto-kafka",
     ("coordinator", "kafka"): "onto-kafka",
