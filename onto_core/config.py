@@ -133,6 +133,15 @@ class RuntimeSettings(_Strict):
     stats_interval: float = Field(
         0, ge=0, description="Seconds between metric log lines; 0 logs them only at exit."
     )
+    gc_threshold: int | None = Field(
+        10_000,
+        ge=100,
+        description=(
+            "While the runtime runs, collect the garbage collector's youngest generation"
+            " at most every this many allocations (Python's default is 700, which runs"
+            " it every few hundred messages); null keeps the interpreter's setting."
+        ),
+    )
     freeze_gc: bool = Field(
         True,
         description=(

@@ -130,6 +130,27 @@ class Message:
     def headers(self, value: dict[str, str]) -> None:
         self._headers = value
 
+    @classmethod
+    def wrap_all(cls, values: Iterable[Any]) -> list[Message]:
+        """A message per value, timestamped now; values that are messages already are kept.
+
+        What ``Message(value)`` makes for each, at a fraction of the cost per value.
+        """
+        now = _now()
+        wrapped: list[Message] = []
+        append = wrapped.append
+        for value in values:
+            if isinstance(value, Message):
+                append(value)
+                continue
+            message = _new_message(cls)
+            message.value = value
+            message.key = message._id = message._headers = None
+            message.channel = message.offset = None
+            message.timestamp = now
+            append(message)
+        return wrapped
+
     def derive(self, value: Any, **changes: Any) -> Message:
         """A new message carrying ``value`` that keeps this one's key, headers and channel."""
         derived = _new_message(Message)
@@ -144,6 +165,27 @@ class Message:
         if changes:
             for name, changed in changes.items():
                 setattr(derived, name, changed)
+        return derived
+
+    @staticmethod
+    def derive_each(messages: list[Message], values: list[Any]) -> list[Message | None]:
+        """``messages[i].derive(values[i])`` for each ``i`` (``None`` where the value is
+        ``None``: nothing to pass on), at a fraction of the cost per message."""
+        derived: list[Message | None] = []
+        append = derived.append
+        for message, value in zip(messages, values, strict=True):
+            if value is None:
+                append(None)
+                continue
+            new = _new_message(Message)
+            new.value = value
+            new.key = message.key
+            new._id = new.offset = None
+            headers = message._headers
+            new._headers = dict(headers) if headers else None
+            new.channel = message.channel
+            new.timestamp = message.timestamp
+            append(new)
         return derived
 
     def _fields(self) -> tuple[Any, ...]:

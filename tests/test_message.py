@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from onto_core.protocols import Message
 
 
@@ -46,3 +48,40 @@ def test_messages_compare_by_every_field_and_show_them() -> None:
         "Message(value={'n': 1}, key='k', id='a', headers={}, channel=None, "
         "timestamp=1.0, offset=None)"
     )
+
+
+def test_wrap_all_makes_what_message_makes_and_keeps_messages_as_they_are() -> None:
+    ready = Message("ready", key="k", id="r")
+    before = time.time()
+    wrapped = Message.wrap_all([{"n": 1}, ready, None])
+    assert wrapped[1] is ready
+    for message, value in ((wrapped[0], {"n": 1}), (wrapped[2], None)):
+        assert type(message) is Message
+        assert message.value == value
+        assert before <= message.timestamp <= time.time()
+        made = Message(value, id=message.id, timestamp=message.timestamp)
+        assert message == made
+    assert wrapped[0].id != wrapped[2].id
+    wrapped[0].headers["a"] = "1"
+    assert wrapped[2].headers == {}
+
+
+def test_derive_each_is_derive_for_each_pair_and_none_for_none() -> None:
+    first = Message(1, key="a", channel="c", timestamp=2.0, offset=5)
+    first.headers["h"] = "1"
+    second = Message(2, key="b")
+    one, none = Message.derive_each([first, second], [10, None])
+    assert none is None
+    assert one is not None
+    alone = first.derive(10)
+    assert (one.value, one.key, one.channel, one.timestamp, one.offset, one.headers) == (
+        alone.value,
+        alone.key,
+        alone.channel,
+        alone.timestamp,
+        alone.offset,
+        alone.headers,
+    )
+    assert one.id not in (first.id, alone.id)
+    one.headers["h"] = "changed"
+    assert first.headers == {"h": "1"}

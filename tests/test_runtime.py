@@ -861,3 +861,27 @@ pipelines:
     with open_datastore() as default:
         default.set("users", "u2", {"name": "Grace"})
     assert (tmp_path / "onto.db").exists()
+
+
+def note_threshold(value: Any) -> Any:
+    state.setdefault("thresholds", []).append(gc.get_threshold())
+    return value
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("20000", 20_000), ("null", None)])
+def test_the_young_generation_is_collected_less_often_while_the_runtime_runs(
+    setting: str, expected: int | None
+) -> None:
+    state.clear()
+    before = gc.get_threshold()
+    run(f"""
+pipelines:
+  p:
+    source: {{type: memory, messages: [1]}}
+    processors: [{{type: map, function: "{__name__}:note_threshold"}}]
+    sinks: [{{type: memory, channel: out}}]
+runtime: {{gc_threshold: {setting}}}
+""")
+    (during,) = state["thresholds"]
+    assert during == (before if expected is None else (expected, *before[1:]))
+    assert gc.get_threshold() == before  # given back once it stopped

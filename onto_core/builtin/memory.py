@@ -60,10 +60,14 @@ class MemoryChannel:
         with self._lock:
             if not self._pending:
                 return None if self._closed else []
-            count = min(limit, len(self._pending))
-            popleft = self._pending.popleft
-            taken = [popleft() for _ in range(count)]
-        return [v if isinstance(v, Message) else Message(v) for v in taken]
+            pending = self._pending
+            if limit >= len(pending):
+                taken = list(pending)
+                pending.clear()
+            else:
+                popleft = pending.popleft
+                taken = [popleft() for _ in range(limit)]
+        return Message.wrap_all(taken)
 
     async def wait(self) -> None:
         loop = asyncio.get_running_loop()

@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -61,12 +61,9 @@ class MapProcessor:
         self.thread = config.thread
 
     def _apply_all(self, messages: list[Message]) -> list[ProcessorResult]:
-        function, derive = self.function, Message.derive
-        results: list[ProcessorResult] = []
-        for message in messages:
-            value = function(message.value)
-            results.append(None if value is None else derive(message, value))
-        return results
+        function = self.function
+        derived = Message.derive_each(messages, [function(m.value) for m in messages])
+        return cast("list[ProcessorResult]", derived)
 
     async def process(self, message: Message) -> ProcessorResult:
         return (await self.process_batch([message]))[0]

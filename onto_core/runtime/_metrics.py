@@ -37,11 +37,13 @@ class PipelineMetrics:
     def __post_init__(self) -> None:
         self._latencies = deque(maxlen=self.window)
 
-    def observe_latencies(self, seconds: list[float]) -> None:
-        """Record the read → done time of each message of a batch."""
-        if seconds:
-            self._latencies.extend(seconds)
-            self.latency_max = max(self.latency_max, max(seconds))
+    def observe_latencies(self, now: float, read_at: list[float]) -> None:
+        """Record the read → done time of each message of a batch: read at ``read_at``,
+        done at ``now`` (``time.monotonic()``)."""
+        if read_at:
+            # map: no Python-level call per message.
+            self._latencies.extend(map(now.__sub__, read_at[-self.window :]))
+            self.latency_max = max(self.latency_max, now - min(read_at))
 
     def latency_quantile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1) of recent latencies, or ``None`` before any message."""

@@ -446,7 +446,7 @@ class PipelineRunner:
                 self.log.exception("%s failed in settled()", self.processors[index].label)
         if due is None:
             now = time.monotonic()
-            self.metrics.observe_latencies([now - t for t in read_at[-self.metrics.window :]])
+            self.metrics.observe_latencies(now, read_at)
             if self.config.guarantee is not Guarantee.AT_MOST_ONCE:
                 await self._ack_all(messages)
 
@@ -902,7 +902,7 @@ class PipelineRunner:
         await self._tell_settled(produced)
         now = time.monotonic()
         at_most_once = self.config.guarantee is Guarantee.AT_MOST_ONCE
-        self.metrics.observe_latencies([now - item.read_at for item in items])
+        self.metrics.observe_latencies(now, [item.read_at for item in items])
         if at_most_once:
             return  # acked when read
         done: list[Message] = []  # acked together, in order, up to the next nack

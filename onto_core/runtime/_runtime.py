@@ -12,6 +12,7 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
+from onto_core._memory import young_threshold
 from onto_core.config import ComponentSpec, OntoConfig, load_config
 from onto_core.errors import DatastoreError, OntoError, ShutdownTimeout
 from onto_core.models.datastore import Datastore
@@ -115,7 +116,10 @@ class Runtime:
                 log.info("started: %s", ", ".join(self.runners))
                 if freeze:
                     self._settle_memory()
-                with self._signals(handle_signals):
+                with (
+                    self._signals(handle_signals),
+                    young_threshold(self.config.runtime.gc_threshold),
+                ):
                     await self._run_all()
             finally:
                 for runner in started:
