@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from examples.meeting_room.models import Location, Meeting, MeetingStatus, Ticket, User
+from examples.meeting_room.models import Meeting, MeetingStatus, User
 from onto_core.models import Embedded, ViewModel, action
+from onto_core.models.declarative import (
+    children,
+    collect,
+    concat,
+    count,
+    declared,
+    fan_out,
+    first_nonempty,
+    follow,
+    root,
+)
 
 
 class Attendee(Embedded):
@@ -11,6 +22,17 @@ class Attendee(Embedded):
     name: str
     organization: str
     hearing_aid_requested: bool
+
+
+# MeetingSession, declared: the in-process engine and the Flink SQL compiler (onto-flink)
+# both run this one definition.
+meeting = root(Meeting)
+location = follow(meeting.location)
+participant = fan_out(meeting.users)
+ticket = children(meeting.tickets)
+# Who attends is listed once the meeting has started.
+present = ticket.where(meeting.status != MeetingStatus.NOT_STARTED, ticket.attendance)
+attendee = follow(present.user)
 
 
 class MeetingSession(ViewModel, root=Meeting, key=("meeting_id", "user_id")):
@@ -26,41 +48,28 @@ class MeetingSession(ViewModel, root=Meeting, key=("meeting_id", "user_id")):
     attending: list[Attendee]
     num_hearing_aid_requested: int
 
-    @classmethod
-    def build(cls, meeting: Meeting) -> list[MeetingSession]:
-        location = Location.get(meeting.location.doc_id)
-        participants = sorted(ref.doc_id for ref in meeting.users)
-        attending: list[Attendee] = []
-        if meeting.status is not MeetingStatus.NOT_STARTED:
-            tickets = Ticket.find_many(ref.doc_id for ref in meeting.tickets.values())
-            present = sorted(
-                t.user.doc_id for t in tickets.values() if t is not None and t.attendance
-            )
-            users = User.find_many(present)
-            attending = [
-                Attendee(
-                    user_id=uid,
-                    name=user.name,
-                    organization=user.organization,
-                    hearing_aid_requested=user.hearing_aid_requested,
-                )
-                for uid in present
-                if (user := users[uid]) is not None
-            ]
-        return [
-            cls(
-                meeting_id=meeting.id,
-                user_id=uid,
-                status=meeting.status,
-                in_session=meeting.status is MeetingStatus.IN_SESSION,
-                latitude=location.latitude,
-                longitude=location.longitude,
-                address=location.address,
-                attending=attending,
-                num_hearing_aid_requested=sum(a.hearing_aid_requested for a in attending),
-            )
-            for uid in participants
-        ]
+    build = declared(
+        meeting_id=meeting.id,
+        user_id=participant.id,
+        status=meeting.status,
+        in_session=meeting.status == MeetingStatus.IN_SESSION,
+        latitude=location.latitude,
+        longitude=location.longitude,
+        address=location.address,
+        attending=collect(
+            Attendee,
+            over=attendee,
+            sort_by=attendee.id,
+            user_id=attendee.id,
+            # User.name: the display name, or first and last name when none is set.
+            name=first_nonempty(
+                attendee.display_name, concat(attendee.first_name, " ", attendee.last_name)
+            ),
+            organization=attendee.organization,
+            hearing_aid_requested=attendee.hearing_aid_requested,
+        ),
+        num_hearing_aid_requested=count(over=attendee, where=attendee.hearing_aid_requested),
+    )
 
     @action
     def set_in_session(self, in_session: bool) -> None:
