@@ -238,6 +238,48 @@ def test_each_build_gets_its_own_copy_of_what_it_reads(store: CountingStore) -> 
     assert store.get("settings", "tags") == {"tags": ["base"]}
 
 
+class Node(DomainModel, collection="nodes"):
+    notes: Any = None  # kept as read: validation copies nothing of it
+    parent: Ref[Node] | None = None
+
+
+class NodeNotes(ViewModel, root=Node, key="node_id"):
+    node_id: str
+    notes: list[str]
+    parent_notes: list[str]
+
+    @classmethod
+    def build(cls, node: Node) -> NodeNotes:
+        node.notes.append(f"seen by {node.id}")  # a build changing the model it was given
+        parents = Node.find_many([node.parent.doc_id]) if node.parent else {}
+        parent = next(iter(parents.values()), None)
+        if parent is not None:
+            parent.notes.append(f"seen by child {node.id}")
+        return cls(
+            node_id=node.id,
+            notes=node.notes,
+            parent_notes=[] if parent is None else parent.notes,
+        )
+
+
+def test_models_that_keep_what_they_read_get_their_own_copy(store: CountingStore) -> None:
+    # Roots come from one query and referenced documents from the pass's cache; a model
+    # whose fields keep lists as read must not share them with the next build.
+    nodes = {f"n{i:02}": Node(id=f"n{i:02}", notes=["base"]) for i in range(40)}
+    for i, node in enumerate(nodes.values()):
+        node.parent = Ref(Node, f"n{(i + 1) % 40:02}")
+    store.commit({}, {("nodes", n.id): n.to_dict() for n in nodes.values()})
+
+    views = held(ReactiveEngine(NodeNotes, store).bootstrap())
+
+    assert views["n00"] == {
+        "nodeId": "n00",
+        "notes": ["base", "seen by n00"],
+        "parentNotes": ["base", "seen by child n00"],
+    }
+    assert all(v["notes"] == ["base", f"seen by {k}"] for k, v in views.items())
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_the_garbage_collector_is_as_it_was_after_a_first_build(
     store: CountingStore, enabled: bool

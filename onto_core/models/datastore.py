@@ -29,12 +29,25 @@ __all__ = [
     "Documents",
     "OpenInBlock",
     "ViewRecord",
+    "copy_json",
     "decode_json",
 ]
 
 log = logging.getLogger("onto.datastore")
 
 R = TypeVar("R")
+
+
+def copy_json(value: Any) -> Any:
+    """A copy of a JSON value: new dicts and lists all the way down (scalars are shared)."""
+    if type(value) is dict:
+        return {k: copy_json(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if type(value) is list:
+        return [copy_json(v) if type(v) in _CONTAINERS else v for v in value]
+    return value
+
+
+_CONTAINERS = (dict, list)
 
 
 def decode_json(text: str | bytes) -> Any:

@@ -36,7 +36,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import core_schema
 
 from onto_core.errors import DatastoreError, NotFoundError
-from onto_core.models.datastore import Datastore
+from onto_core.models.datastore import Datastore, copy_json
 
 __all__ = [
     "TYPE_KEY",
@@ -151,6 +151,7 @@ class Ref(Generic[T]):
                 return validate(str(value))
             raise ValueError(f"expected a {model.__name__} reference, got {value!r}")
 
+        validate._builds_ref = True  # type: ignore[attr-defined]  # see _builds_anew
         return core_schema.no_info_plain_validator_function(
             validate,
             serialization=core_schema.plain_serializer_function_ser_schema(
@@ -215,11 +216,19 @@ class DomainModel(BaseModel):
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], doc_id: str | None = None) -> Self:
-        """The model stored as ``data``, as the subclass named by its ``objType``."""
+    def from_dict(
+        cls, data: dict[str, Any], doc_id: str | None = None, *, shared: bool = False
+    ) -> Self:
+        """The model stored as ``data``, as the subclass named by its ``objType``.
+
+        ``shared``: ``data`` is also held elsewhere (a read cache) and must stay as it is;
+        it is copied first unless validating the class builds every list and dict anew.
+        """
         fields = dict(data)
         kind = fields.pop(TYPE_KEY, None)
         model = cls if not kind or kind == cls.__name__ else cls._subclass_named(kind)
+        if shared and not _builds_anew(model):
+            fields = copy_json(fields)
         if doc_id is not None:
             fields["id"] = doc_id
         # The validator itself: model_validate adds a Python call per document read.
@@ -237,7 +246,12 @@ class DomainModel(BaseModel):
     @classmethod
     def find(cls, doc_id: str, store: Datastore | None = None) -> Self | None:
         """The document ``doc_id``, or ``None`` if there is none."""
-        data = cls._store(store).get(cls.collection, doc_id)
+        target = cls._store(store)
+        shared = getattr(target, "get_shared", None)  # a read cache: documents as held
+        if shared is not None:
+            data = shared(cls.collection, doc_id)
+            return None if data is None else cls.from_dict(data, doc_id, shared=True)
+        data = target.get(cls.collection, doc_id)
         return None if data is None else cls.from_dict(data, doc_id)
 
     @classmethod
@@ -245,13 +259,20 @@ class DomainModel(BaseModel):
         """The documents ``doc_ids`` in one read, by id (``None`` for each missing one)."""
         target = cls._store(store)
         ids = list(doc_ids)
+        from_dict = cls.from_dict
+        shared = getattr(target, "get_many_shared", None)  # a read cache: documents as held
+        if shared is not None:
+            held = shared(cls.collection, ids)
+            return {
+                i: None if (d := held[i]) is None else from_dict(d, i, shared=True) for i in ids
+            }
         get_many = getattr(target, "get_many", None)
         found: dict[str, Any] = (
             get_many(cls.collection, ids)
             if get_many is not None
             else {i: target.get(cls.collection, i) for i in ids}
         )
-        return {i: None if found[i] is None else cls.from_dict(found[i], i) for i in ids}
+        return {i: None if (d := found[i]) is None else from_dict(d, i) for i in ids}
 
     @classmethod
     def get(cls, doc_id: str, store: Datastore | None = None) -> Self:
@@ -294,6 +315,53 @@ class DomainModel(BaseModel):
     def ref(self) -> Ref[Self]:
         """A reference to this document."""
         return Ref(type(self), self.id)
+
+
+# Core-schema nodes whose validation returns new objects built from the input's values,
+# never a list or dict of the input itself (``any`` would, as would validators of one's own).
+_ANEW_NODES = frozenset(
+    {
+        "model", "model-fields", "model-field", "default", "nullable", "union",
+        "tagged-union", "definitions", "definition-ref", "json-or-python", "lax-or-strict",
+        "function-after", "none", "str", "int", "float", "bool", "bytes", "decimal",
+        "enum", "literal", "date", "time", "datetime", "timedelta", "uuid", "url",
+        "multi-host-url", "list", "dict", "tuple", "set", "frozenset",
+    }
+)  # fmt: skip
+_anew: dict[type[BaseModel], bool] = {}
+
+
+def _builds_anew(model: type[BaseModel]) -> bool:
+    """Whether validating ``model`` from a dict keeps no list or dict of that input: every
+    node of its schema is a plain type, a container built anew, a nested model of the
+    same kind, or a ``Ref`` (no ``Any``, no before/wrap/plain validators, no extra fields
+    kept). Then a read cache may hand it the dicts it holds without copying them."""
+    found = _anew.get(model)
+    if found is None:
+        found = _anew[model] = _anew_node(model.__pydantic_core_schema__)
+    return found
+
+
+def _anew_node(node: Any) -> bool:
+    if isinstance(node, list):
+        return all(_anew_node(n) for n in node)
+    if not isinstance(node, dict):
+        return True
+    kind = node.get("type")
+    if isinstance(kind, str):
+        if kind == "function-plain":
+            function = node.get("function", {}).get("function")
+            if not getattr(function, "_builds_ref", False):
+                return False
+        elif kind not in _ANEW_NODES:
+            return False
+        if kind == "model" and node.get("custom_init"):
+            return False
+        config = node.get("config")
+        if isinstance(config, dict) and config.get("extra_fields_behavior") == "allow":
+            return False
+    skip = ("function", "serialization", "metadata", "config", "cls", "default")
+    return all(_anew_node(v) for k, v in node.items() if k not in skip)
 
 
 def _stored_value(value: Any) -> Any:

@@ -394,7 +394,7 @@ class ReactiveEngine:
                     root = self.view.root.find(root_id)
                 else:
                     reader.read_set.docs.add((self.root_collection, root_id))
-                    root = self.view.root.from_dict(root_data, root_id)
+                    root = self.view.root.from_dict(root_data, root_id, shared=True)
                 views = build_views(self.view, root) if root is not None else []
         except Exception:
             # Keep what was delivered, and follow what the build read up to its failure

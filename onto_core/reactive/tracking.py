@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onto_core.errors import DatastoreError
-from onto_core.models.datastore import Datastore
+from onto_core.models.datastore import Datastore, copy_json
 from onto_core.models.query import Condition, check_conditions
 
 __all__ = ["ReadCache", "ReadSet", "TrackingReader"]
@@ -27,7 +27,9 @@ class ReadCache:
     Meant for one pass over ``builds`` roots (the engine's ``acquire``) and dropped after
     it: every document it holds was read after the pass's start position, which is all a
     build there needs (changes after that position are applied afterwards and rebuild
-    whatever read them). What a read returns is a fresh copy, as from the store.
+    whatever read them). What ``get``/``get_many`` return is a fresh copy, as from the
+    store; ``get_shared``/``get_many_shared`` return the documents as held, for callers
+    that change nothing they are given (``DomainModel.from_dict(..., shared=True)``).
 
     A collection that the pass keeps going back to is read whole, in one query, when that
     costs at most about twice what the pass looks set to read of it one document at a time
@@ -59,30 +61,40 @@ class ReadCache:
         self._decided.add(collection)
 
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
-        key = (collection, doc_id)
-        if key in self._docs:
-            data = self._docs[key]
-        elif collection in self._whole:
-            data = None
-        else:
-            data = self._docs[key] = self.store.get(collection, doc_id)
-            self._tripped(collection, 1)
-        return None if data is None else _fresh(data)
+        data = self.get_shared(collection, doc_id)
+        return None if data is None else copy_json(data)
 
     def get_many(self, collection: str, doc_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        found = self.get_many_shared(collection, doc_ids)
+        return {i: None if data is None else copy_json(data) for i, data in found.items()}
+
+    def get_shared(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        """``get`` without the copy: the document as held, which the caller must not change
+        (``DomainModel`` reads use it for models whose validation copies what it keeps)."""
+        key = (collection, doc_id)
         docs = self._docs
-        ids = list(doc_ids)
+        if key in docs:
+            return docs[key]
+        if collection in self._whole:
+            return None
+        data = docs[key] = self.store.get(collection, doc_id)
+        self._tripped(collection, 1)
+        return data
+
+    def get_many_shared(
+        self, collection: str, doc_ids: Iterable[str]
+    ) -> dict[str, dict[str, Any] | None]:
+        """``get_many`` without the copies (see ``get_shared``)."""
+        docs = self._docs
+        ids = doc_ids if type(doc_ids) is list else list(doc_ids)
         if collection not in self._whole:
             missing = [i for i in ids if (collection, i) not in docs]
             if missing:
                 for doc_id, data in self.store.get_many(collection, missing).items():
                     docs[collection, doc_id] = data
                 self._tripped(collection, len(missing))
-        found: dict[str, dict[str, Any] | None] = {}
-        for doc_id in ids:
-            data = docs.get((collection, doc_id))
-            found[doc_id] = None if data is None else _fresh(data)
-        return found
+        get = docs.get
+        return {doc_id: get((collection, doc_id)) for doc_id in ids}
 
     def query(
         self,
@@ -115,18 +127,6 @@ class ReadCache:
 _TRIPS_BEFORE_WHOLE = 16
 
 
-def _fresh(value: Any) -> Any:
-    """A copy of a JSON value: new dicts and lists all the way down (scalars are shared)."""
-    if type(value) is dict:
-        return {k: _fresh(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
-    if type(value) is list:
-        return [_fresh(v) if type(v) in _CONTAINERS else v for v in value]
-    return value
-
-
-_CONTAINERS = (dict, list)
-
-
 class TrackingReader:
     """A read-only view of a datastore that records every read into ``read_set``.
 
@@ -145,9 +145,24 @@ class TrackingReader:
         return self.store.get(collection, doc_id)
 
     def get_many(self, collection: str, doc_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
-        ids = list(doc_ids)
-        self.read_set.docs.update((collection, i) for i in ids)
+        ids = doc_ids if type(doc_ids) is list else list(doc_ids)
+        self.read_set.docs.update([(collection, i) for i in ids])
         return self.store.get_many(collection, ids)
+
+    def get_shared(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        """``get``; without a copy where ``store`` holds documents (``ReadCache``)."""
+        self.read_set.docs.add((collection, doc_id))
+        shared = getattr(self.store, "get_shared", None)
+        return (shared or self.store.get)(collection, doc_id)
+
+    def get_many_shared(
+        self, collection: str, doc_ids: Iterable[str]
+    ) -> dict[str, dict[str, Any] | None]:
+        """``get_many``; without copies where ``store`` holds documents (``ReadCache``)."""
+        ids = doc_ids if type(doc_ids) is list else list(doc_ids)
+        self.read_set.docs.update([(collection, i) for i in ids])
+        shared = getattr(self.store, "get_many_shared", None)
+        return (shared or self.store.get_many)(collection, ids)
 
     def query(
         self,
