@@ -726,15 +726,16 @@ def _pipeline(
     p = shape.pipelines.get(name) if shape is not None else None
     if p is None or source is None or len(problems.found) > before:
         return None
+    built = [spec for spec in processors if spec is not None]
     pipeline = PipelineConfig(
         name=name,
         source=source,
-        processors=[spec for spec in processors if spec is not None],
+        processors=built,
         sinks=[spec for spec in sinks if spec is not None],
         guarantee=p.guarantee,
         dead_letter=dead_letter,
         retry=p.retry,
-        batch=p.batch,
+        batch=_preferred_batch(p.batch, built, p.buffer),
         buffer=p.buffer,
     )
     problems.check(lambda: _check_guarantee(pipeline, loaded, base))
@@ -747,6 +748,18 @@ def _pipeline(
             )
         )
     return pipeline if len(problems.found) == before else None
+
+
+def _preferred_batch(
+    batch: BatchPolicy, processors: list[ComponentSpec], buffer: int
+) -> BatchPolicy:
+    """``batch``, its size raised to the largest ``preferred_batch_size`` of the pipeline's
+    processors (at most ``buffer``) when the config sets no size of its own."""
+    if "size" in batch.model_fields_set:
+        return batch
+    preferred = max((getattr(s.info.cls, "preferred_batch_size", 0) for s in processors), default=0)
+    size = min(preferred, buffer)
+    return batch.model_copy(update={"size": size}) if size > batch.size else batch
 
 
 def load_config(path: str | os.PathLike[str]) -> OntoConfig:

@@ -339,6 +339,8 @@ class Processor(Protocol):
       fate is known: ``delivered`` reached every sink, ``failed`` did not (dead-lettered
       or to be delivered again). It runs before the inputs are acked, so state saved
       there is never behind what the source will not deliver again.
+    - ``preferred_batch_size`` (a class attribute, an int): the batch size its pipeline
+      uses when the config sets none (up to the pipeline's ``buffer``).
     """
 
     def process(self, message: Message) -> Awaitable[ProcessorResult] | ProcessorResult: ...

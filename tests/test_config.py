@@ -480,3 +480,31 @@ def test_onto_validate_prints_every_problem(tmp_path: Path) -> None:
         "pipelines.audit.buffer",
     ]
     assert all(line.startswith(f"  {config}:") for line in lines[1:])
+
+
+@pytest.mark.parametrize(
+    ("written", "size", "linger"),
+    [
+        ("", 1000, 0),  # the view processor's preference
+        ("buffer: 300", 300, 0),  # up to the buffer
+        ("batch: {size: 50}", 50, 0),  # a size written wins
+        ("batch: {linger_ms: 5}", 1000, 5),
+    ],
+)
+def test_a_pipeline_without_a_batch_size_takes_its_processors_preference(
+    written: str, size: int, linger: float
+) -> None:
+    config = parse_config(f"""
+pipelines:
+  live:
+    source: {{type: changes}}
+    processors: [{{type: view, view: "examples.meeting_room.views:MeetingSession"}}]
+    sinks: [{{type: stdout}}]
+    {written}
+  plain:
+    source: {{type: generate, count: 1}}
+    sinks: [{{type: stdout}}]
+""")
+    batch = config.pipelines["live"].batch
+    assert (batch.size, batch.linger_ms) == (size, linger)
+    assert config.pipelines["plain"].batch.size == 100

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,19 @@ def start(store: SpiedStore, initial: bool = True, deliver: bool = True) -> list
     made = processor(store, initial)
     due = asyncio.run(made.due_messages())
     if deliver:
-        asyncio.run(made.settled(due, []))
+        settle(made, due)
     return due
+
+
+def settle(made: ViewProcessor, delivered: list[Message], failed: Sequence[Message] = ()) -> None:
+    """What the runtime does once sinks answered: tell the processor, which saves the
+    records in the background (here: until they are saved)."""
+
+    async def settled() -> None:
+        await made.settled(delivered, list(failed))
+        await made.flush()
+
+    asyncio.run(settled())
 
 
 def keys(messages: list[Message], removed: bool = False) -> set[str]:
@@ -74,7 +86,7 @@ def test_the_first_start_records_every_view_once_before_it_goes_out(store: Spied
     assert len(keys(due)) > 4
     assert set(state(store).values()) == {""}  # maybe delivered
 
-    asyncio.run(made.settled(due, []))
+    settle(made, due)
     assert len(store.saves) == 1  # nothing more once delivered
 
 
@@ -83,14 +95,14 @@ def test_a_restart_records_each_view_once_at_the_version_it_emits(store: SpiedSt
     start(store)
     # One view changes, is delivered and recorded with its output on the way.
     made = processor(store)
-    asyncio.run(made.settled(asyncio.run(made.due_messages()), []))
+    settle(made, asyncio.run(made.due_messages()))
     seen = store.last_seq()
     ticket_ref = next(iter(Meeting.get(meeting_id, store).tickets.values()))
     ticket = Ticket.get(ticket_ref.doc_id, store)
     ticket.attendance = not ticket.attendance
     ticket.save(store)
     changed = made.process_batch([change_message(c) for c in store.changes(seen, 100)])[0]
-    asyncio.run(made.settled(changed, []))
+    settle(made, changed)
     recorded = state(store)
     assert {k for k, d in recorded.items() if d} == keys(changed)
     store.saves.clear()
@@ -136,13 +148,13 @@ def test_an_initial_view_that_failed_to_reach_the_sinks_is_emitted_again(
     made = processor(store)
     due = asyncio.run(made.due_messages())
     lost = [m for m in due if m.value["key"].startswith(meeting_id + "/")]
-    asyncio.run(made.settled([m for m in due if m not in lost], lost))
+    settle(made, [m for m in due if m not in lost], lost)
     seen = store.last_seq()
     meeting = Meeting.get(meeting_id, store)
     meeting.save(store)  # any change to the root builds it again
     again = made.process_batch([change_message(c) for c in store.changes(seen, 100)])[0]
     assert keys(again) == keys(lost)
-    asyncio.run(made.settled(again, []))
+    settle(made, again)
     assert all(state(store)[k] not in ("", None) for k in keys(lost))
     assert not made._unrecorded
     assert not made._pending
@@ -161,3 +173,57 @@ def test_versions_at_a_restart_never_go_below_those_emitted_at_the_start_before(
     second = held_versions(start(store))
     assert second.keys() == first.keys()
     assert all(second[k] >= first[k] for k in first)
+
+
+class SlowStore(SqliteDatastore):
+    """Holds each save of view records until ``go`` is set, counting the saves."""
+
+    def __init__(self, config: SqliteDatastore.Config) -> None:
+        super().__init__(config)
+        self.go = threading.Event()
+        self.saves: list[list[ViewRecord]] = []
+
+    def save_view_state(self, name: str, records: Sequence[ViewRecord]) -> None:
+        if records and records[0].digest:  # records of delivered views, not marks
+            assert self.go.wait(10), "the test never let the save go"
+            self.saves.append(list(records))
+        super().save_view_state(name, records)
+
+
+def test_records_of_delivered_views_are_saved_without_the_pipeline_waiting_for_them(
+    tmp_path: Path,
+) -> None:
+    store = SlowStore(SlowStore.Config(path=tmp_path / "onto.db"))
+    store.open()
+    try:
+        workload = MeetingWorkload(store, seed=27)
+        meetings = workload.setup(3)
+        made = processor(store, initial=False)
+
+        async def run() -> None:
+            settle_first = await asyncio.wait_for(made.due_messages(), 10)
+            await asyncio.wait_for(made.settled(settle_first, []), 1)  # the save is held
+            batches = []
+            for meeting_id in meetings:  # more views delivered while it is held
+                seen = store.last_seq()
+                meeting = Meeting.get(meeting_id, store)
+                ticket = Ticket.get(next(iter(meeting.tickets.values())).doc_id, store)
+                ticket.attendance = not ticket.attendance
+                ticket.save(store)
+                changed = made.process_batch([change_message(c) for c in store.changes(seen, 9)])
+                batches.append(changed[0])
+                await asyncio.wait_for(made.settled(changed[0], []), 1)
+            store.go.set()
+            await asyncio.wait_for(made.flush(), 10)
+            # The held save, then one save for everything settled meanwhile.
+            assert [len(s) for s in store.saves] == [
+                len(settle_first),
+                len({m.value["key"] for b in batches for m in b}),
+            ]
+
+        asyncio.run(run())
+        recorded = {r.key: r for r in store.load_view_state("p:meeting_session")}
+        digests = {k: r.digest for k, r in recorded.items()}
+        assert "" not in digests.values()
+    finally:
+        store.close()

@@ -532,7 +532,12 @@ def test_a_view_delivered_but_not_recorded_at_a_crash_is_sent_again_when_data_fl
     meeting_id = workload.setup(2)[0]
     first = processor(store, initial=False)
     start = asyncio.run(first.due_messages())
-    asyncio.run(first.settled(start, []))  # delivered and recorded
+
+    async def deliver() -> None:  # delivered and recorded
+        await first.settled(start, [])
+        await first.flush()
+
+    asyncio.run(deliver())
     ticket = Ticket.get(next(iter(Meeting.get(meeting_id, store).tickets.values())).doc_id, store)
     seen = store.last_seq()
     ticket.attendance = not ticket.attendance

@@ -105,6 +105,7 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
         self._lock = threading.Lock()
         # snapshot(): a read-only connection per thread, and the one a thread reads through.
         self._readers: dict[int, sqlite3.Connection] = {}
+        self._readers_lock = threading.Lock()  # guards _readers
         self._reading = threading.local()
         self._changed = threading.Condition(self._lock)  # notified on every write here
         self._listeners = ChangeListeners()
@@ -160,9 +161,10 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            for reader in self._readers.values():
-                reader.close()
-            self._readers.clear()
+            with self._readers_lock:
+                for reader in self._readers.values():
+                    reader.close()
+                self._readers.clear()
             self._changed.notify_all()
 
     @contextmanager
@@ -179,7 +181,9 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
             yield
             return
         ident = threading.get_ident()
-        with self._lock:
+        # Not the shared connection's lock: a write transaction holds that for its length,
+        # and a snapshot need not wait for one (WAL).
+        with self._readers_lock:
             if self._conn is None:
                 raise DatastoreError(
                     f"sqlite datastore at {self.path} is not open; call open() first"

@@ -112,6 +112,9 @@ class ViewProcessor:
     """
 
     needs_datastore: ClassVar[bool] = True
+    # Big batches by default: changes to one root in a batch are built once, and a
+    # batch's view state is written in one transaction. A lone change never waits.
+    preferred_batch_size: ClassVar[int] = 1000
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -164,7 +167,8 @@ class ViewProcessor:
         self._ctx: RuntimeContext | None = None
         self._pending: dict[str, ViewUpdate] = {}  # output message id → its update
         self._unrecorded: set[str] = set()  # pending ids recorded before they went out
-        self._unsaved: dict[str, ViewRecord] = {}  # delivered, not yet saved (a save failed)
+        self._unsaved: dict[str, ViewRecord] = {}  # delivered, not yet saved
+        self._saver: asyncio.Task[None] | None = None  # the save running, if any
 
     @classmethod
     def check_pipeline(cls, pipeline: PipelineConfig) -> None:
@@ -367,23 +371,38 @@ class ViewProcessor:
                     update.version,
                     update.digest,
                 )
-        if self._unsaved:
-            await self._save()
+        self._save_soon()
+
+    def _save_soon(self) -> None:
+        """Save the records in the background: one save at a time, each writing every
+        record delivered so far (the newest per view), so a busy pipeline writes them in
+        few transactions, and none waits for them.
+
+        Until a view's record is saved, its mark says maybe delivered: a restart in
+        between emits it again, and nothing is lost.
+        """
+        if self._unsaved and (self._saver is None or self._saver.done()):
+            self._saver = asyncio.create_task(self._save(), name=f"save view state {self.state}")
 
     async def _save(self) -> None:
-        records = list(self._unsaved.values())
-        try:
-            await asyncio.to_thread(self._require_store().save_view_state, self.state, records)
-        except DatastoreError as exc:
-            # Kept and tried again with the next batch; until then a restart re-emits them.
-            if self._ctx is not None:
-                self._ctx.log.warning(
-                    "could not save view state %r (%d records): %s", self.state, len(records), exc
-                )
-            return
-        for record in records:
-            if self._unsaved.get(record.key) is record:
-                del self._unsaved[record.key]
+        """Save what is unsaved, again while more came meanwhile; stop at a failure."""
+        while self._unsaved:
+            records = list(self._unsaved.values())
+            try:
+                await asyncio.to_thread(self._require_store().save_view_state, self.state, records)
+            except DatastoreError as exc:
+                # Kept and tried again with the next batch; until then a restart re-emits them.
+                if self._ctx is not None:
+                    self._ctx.log.warning(
+                        "could not save view state %r (%d records): %s",
+                        self.state,
+                        len(records),
+                        exc,
+                    )
+                return
+            for record in records:
+                if self._unsaved.get(record.key) is record:
+                    del self._unsaved[record.key]
 
     def metrics(self) -> dict[str, Any]:
         """Views held, builds run and shards owned by this worker."""
@@ -396,10 +415,17 @@ class ViewProcessor:
             "shards_owned": len(engine.owned),
         }
 
+    async def flush(self) -> None:
+        """Return once the records of every view settled so far are saved (or a save
+        failed: then they stay unsaved, and are tried again with the next batch)."""
+        if self._saver is not None:
+            await self._saver
+        if self._unsaved and self._store is not None:
+            await self._save()  # what a failed save left
+
     async def close(self) -> None:
         """Save what is still unsaved, then leave the coordinator (others take over)."""
-        if self._unsaved and self._store is not None:
-            await self._save()
+        await self.flush()
         close = optional_method(self.coordinator, "close")
         if close is not None:
             await close()
