@@ -48,8 +48,9 @@ class ReadCache:
         self._fetched: dict[str, int] = {}  # documents those reads asked for
         self._decided: set[str] = set()  # collections no longer considered for reading whole
 
-    def hold(self, collection: str, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Keep documents already read (``(doc_id, data)`` rows), such as a query's."""
+    def hold(self, collection: str, rows: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+        """Keep documents already read (``(doc_id, data)`` rows, ``None`` for one found
+        missing), such as a query's."""
         docs = self._docs
         for doc_id, data in rows:
             docs[collection, doc_id] = data
