@@ -136,13 +136,14 @@ class Ref(Generic[T]):
                 resolved.append(model)
             if type(value) is str:  # as stored: "collection/id"
                 collection, sep, doc_id = value.rpartition("/")
-                if not sep:
-                    return Ref(model, value)
-                if collection != model.collection:
+                if sep and collection != model.collection:
                     raise ValueError(
                         f"expected a reference into {model.collection!r}, got {value!r}"
                     )
-                return Ref(model, doc_id)
+                ref = _new_ref(Ref)  # without an __init__ call: one per reference read
+                ref.model = model
+                ref.doc_id = doc_id if sep else value
+                return ref
             if isinstance(value, Ref):
                 return value
             if isinstance(value, DomainModel):
@@ -159,6 +160,9 @@ class Ref(Generic[T]):
             ),
             json_schema_input_schema=core_schema.str_schema(),
         )
+
+
+_new_ref = object.__new__
 
 
 def _resolve(target: Any) -> type[DomainModel]:
@@ -227,7 +231,7 @@ class DomainModel(BaseModel):
         fields = dict(data)
         kind = fields.pop(TYPE_KEY, None)
         model = cls if not kind or kind == cls.__name__ else cls._subclass_named(kind)
-        if shared and not _builds_anew(model):
+        if shared and not (_anew.get(model) or _builds_anew(model)):
             fields = copy_json(fields)
         if doc_id is not None:
             fields["id"] = doc_id

@@ -121,8 +121,8 @@ def _above(seq: int, delivered: int) -> int:
     return seq if seq > delivered or not delivered else delivered + 1
 
 
-def _first(pair: tuple[str, Any]) -> str:
-    return pair[0]
+def _first(entry: tuple[str, Any, Any]) -> str:
+    return entry[0]
 
 
 def _hashable(value: Any) -> str:
@@ -147,6 +147,7 @@ class ReactiveEngine:
         self.snapshot_seq = 0  # the feed position the last acquire built at
         self.recomputes = 0
         self._own_json = view.to_dict is ViewModel.to_dict  # digests from pydantic's JSON
+        self._own_key = view.key is ViewModel.key  # keys made as ViewModel.key makes them
         self._lock = threading.Lock()
         self._built_at: dict[int, int] = {}  # shard → seq it was built at; older changes skip
         self.suspended: frozenset[int] = frozenset()  # held, but not emitting for now
@@ -433,14 +434,18 @@ class ReactiveEngine:
             # Above the last, yet never past the store: the data differs, so the store
             # moved at least one seq beyond the build that gave the last version.
             version = last + 1
-        name, own_json = self.view.view_name, self._own_json
+        name, own_json, key_fields = self.view.view_name, self._own_json, self.view.key_fields
         new: dict[str, str] = {}
         updates: list[ViewUpdate] = []
-        for key, view in sorted([(v.key, v) for v in views], key=_first):
+        keyed = []
+        for view in views:
+            fields = {f: str(getattr(view, f)) for f in key_fields}
+            # The view's key, as ViewModel.key makes it, unless the class makes its own.
+            keyed.append(("/".join(fields.values()) if self._own_key else view.key, fields, view))
+        for key, fields, view in sorted(keyed, key=_first):
             data = view.to_dict()
             digest = new[key] = _digest(view, data, own_json)
             if emit_all or old.get(key) != digest:
-                fields = self._fields(view)
                 updates.append(ViewUpdate(name, key, fields, version, data, root_id, digest))
         updates += [self._removal(root_id, key, version) for key in sorted(old.keys() - new)]
         # Most builds read what the last one read: then the index already says so.
@@ -472,9 +477,6 @@ class ReactiveEngine:
 
     def _removal(self, root_id: str, key: str, version: int) -> ViewUpdate:
         return ViewUpdate(self.view.view_name, key, self._split(key), version, None, root_id)
-
-    def _fields(self, view: ViewModel) -> dict[str, str]:
-        return {f: str(getattr(view, f)) for f in self.view.key_fields}
 
     def _split(self, key: str) -> dict[str, str]:
         return dict(zip(self.view.key_fields, key.split("/"), strict=False))
