@@ -25,7 +25,13 @@ from pydantic_core import to_jsonable_python
 from onto_core.__about__ import __version__
 from onto_core.config import OntoConfig, load_config
 from onto_core.errors import ConfigError, OntoError, PluginError
-from onto_core.plugins import ComponentInfo, failed_plugins, list_components, list_plugins
+from onto_core.plugins import (
+    ComponentInfo,
+    failed_plugins,
+    get_plugin_manager,
+    list_components,
+    list_plugins,
+)
 
 __all__ = ["main"]
 
@@ -345,12 +351,52 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def add_plugin_commands(args: Sequence[str]) -> None:
+    """Let plugins add subcommands (``register_commands``) when ``args`` may name one.
+
+    ``onto run`` and the other built-in commands import no plugin for this, so their
+    start-up stays as it is; any other command, or the help, imports every plugin.
+    """
+    words = [a for a in args if not a.startswith("-")]
+    if words and words[0] in cli.commands:
+        return
+    list_plugins()  # imports every plugin, so each can add its commands
+    builtin = set(cli.commands)
+    taken: dict[str, str] = {}
+    pm = get_plugin_manager()
+    for impl in pm.hook.register_commands.get_hookimpls():
+        group = click.Group()
+        try:
+            impl.function(cli=group)
+        except Exception as exc:  # a broken plugin must never take the host down
+            logging.getLogger("onto.plugins").warning(
+                "plugin %r failed to add its commands: %s: %s",
+                impl.plugin_name,
+                type(exc).__name__,
+                exc,
+            )
+            continue
+        for name, command in group.commands.items():
+            owner = "onto" if name in builtin else taken.get(name)
+            if owner is not None:
+                logging.getLogger("onto.plugins").warning(
+                    "plugin %r: command %r is already taken by %s; the first stays",
+                    impl.plugin_name,
+                    name,
+                    owner,
+                )
+                continue
+            taken[name] = impl.plugin_name
+            cli.add_command(command, name)
+
+
 def main() -> None:
     """Entry point of the ``onto`` script."""
     # Like ``python -m``: modules named in a config ("pkg.mod:fn") are found from the
     # directory onto runs in.
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    add_plugin_commands(sys.argv[1:])
     cli(prog_name="onto")
 
 

@@ -12,10 +12,19 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from onto_core.plugins import ComponentRegistrar
     from onto_core.runtime import Runtime
 
-__all__ = ["hookimpl", "hookspec", "register_components", "runtime_started", "runtime_stopped"]
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "register_commands",
+    "register_components",
+    "runtime_started",
+    "runtime_stopped",
+]
 
 hookspec = pluggy.HookspecMarker("onto")
 hookimpl = pluggy.HookimplMarker("onto")
@@ -35,6 +44,17 @@ def register_components(register: ComponentRegistrar) -> None:
     Called once per plugin, the first time onto needs a component. If it raises, the plugin
     is skipped whole: what it registered before failing is withdrawn, and the failure is
     logged as a warning and listed by ``onto plugins``.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add this plugin's subcommands to the ``onto`` command: ``cli.add_command(command)``.
+
+    Called when ``onto`` runs a command it does not define itself (or prints its help):
+    every installed plugin is imported then, so keep the module's import light and
+    import heavy dependencies inside the commands. A name already taken (by onto or an
+    earlier plugin) is refused with a warning naming both, and the first stays.
     """
 
 

@@ -59,6 +59,7 @@ def hook_specs() -> list[Callable[..., Any]]:
 
 def test_hookspecs_are_found() -> None:
     assert [f.__name__ for f in hook_specs()] == [
+        "register_commands",
         "register_components",
         "runtime_started",
         "runtime_stopped",
@@ -66,7 +67,7 @@ def test_hookspecs_are_found() -> None:
 
 
 def test_signature_rendering() -> None:
-    register_components, runtime_started, _ = hook_specs()
+    _, register_components, runtime_started, _ = hook_specs()
     assert signature_line(register_components) == (
         "register_components(register: ComponentRegistrar) -> None"
     )

@@ -1,0 +1,61 @@
+"""What compiles to Flink SQL, and the error for what does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from examples.meeting_room.views import MeetingSession, UserView
+from onto_core.cli import add_plugin_commands, cli
+from onto_flink import CompileError, compile_views
+
+CONFIG = Path(__file__).with_name("meeting_sessions.yaml")
+
+
+def test_a_python_build_is_refused_naming_the_view_and_the_construct() -> None:
+    with pytest.raises(CompileError) as refused:
+        compile_views([UserView], {"connector": "blackhole"}, {"connector": "blackhole"})
+    assert str(refused.value) == (
+        "examples.meeting_room.views:UserView cannot run on Flink: its build() is Python code"
+        " (a hand-written build); only a build declared with onto_core.models.declarative"
+        " (build = declared(...)) compiles to Flink SQL"
+    )
+
+
+def test_onto_flink_compile_prints_one_statement_set_over_the_change_topic() -> None:
+    add_plugin_commands(["flink"])
+    result = CliRunner().invoke(cli, ["flink", "compile", str(CONFIG)])
+    assert result.exit_code == 0, result.output
+    sql = result.output
+    assert "CREATE TEMPORARY TABLE `onto_changes`" in sql
+    assert "'connector' = 'upsert-kafka'" in sql
+    assert "'sink.delivery-guarantee' = 'exactly-once'" in sql
+    assert sql.count("INSERT INTO `onto_view_updates`") == 1
+    assert "EXECUTE STATEMENT SET\nBEGIN" in sql
+    for collection in ("meetings", "tickets", "users", "locations"):
+        assert f"CREATE TEMPORARY VIEW `state_{collection}`" in sql
+
+
+def test_compiling_a_refused_view_from_the_command_line_fails_with_the_error(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "flink.yaml"
+    config.write_text(
+        CONFIG.read_text()
+        .replace("views.MeetingSession", "views:UserView")
+        .replace(
+            "examples.meeting_room.views:MeetingSession", "examples.meeting_room.views:UserView"
+        )
+    )
+    add_plugin_commands(["flink"])
+    result = CliRunner().invoke(cli, ["flink", "compile", str(config)])
+    assert result.exit_code != 0
+    assert "UserView cannot run on Flink: its build() is Python code" in result.output
+
+
+def test_a_declared_view_compiles() -> None:
+    job = compile_views([MeetingSession], {"connector": "blackhole"}, {"connector": "blackhole"})
+    assert len(job.inserts) == 1
+    assert "ARRAY_AGG" in job.script()
