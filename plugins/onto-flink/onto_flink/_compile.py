@@ -431,7 +431,7 @@ def _view_sql(ctx: _Context) -> tuple[list[str], str]:
     fields_json = _json_object([(f, f"JSON_STRING(MAX({quote('k_' + f)}))") for f in key_fields])
     keys_view = quote(f"{name}__keys")
     union = (
-        f"  SELECT `key`, `root_id`, {', '.join(k_cols)}, CAST(NULL AS BIGINT) AS `version`,"
+        f"  SELECT `key`, `root_id`, {', '.join(k_cols)}, `seq` AS `version`,"
         f" CAST(NULL AS STRING) AS `data` FROM {keys_view}\n"
         f"  UNION ALL\n"
         f"  SELECT k.`key`, k.`root_id`, {', '.join('k.' + c for c in k_cols)}, r.`seq`,"
@@ -483,12 +483,13 @@ def _keys_sql(ctx: _Context) -> str:
     columns = ", ".join(f"{v} AS {quote('k_' + k)}" for k, v in values.items())
     key = f"CONCAT_WS('/', {', '.join(values.values())})"
     inner = (
-        f"SELECT {key} AS `key`, `docId` AS `root_id`, {columns}\n  {source}\n"
+        f"SELECT {key} AS `key`, `docId` AS `root_id`, `seq`, {columns}\n  {source}\n"
         f"  WHERE `collection` = {literal(root_model.collection)} AND `op` <> 'delete'"
     )
     k_cols = ", ".join(quote("k_" + k) for k in values)
     return (
         f"CREATE TEMPORARY VIEW {quote(view.view_name + '__keys')} AS\n"
-        f"SELECT `key`, `root_id`, {k_cols} FROM (\n  {inner}\n)\n"
+        # The first seq that listed a key: fixed once seen, so this row never retracts.
+        f"SELECT `key`, `root_id`, {k_cols}, MIN(`seq`) AS `seq` FROM (\n  {inner}\n)\n"
         f"GROUP BY `key`, `root_id`, {k_cols}"
     )
