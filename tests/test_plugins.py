@@ -707,7 +707,7 @@ def test_every_onto_plugin_declares_exactly_the_components_it_registers(
     components_only = {d for d in declared if d[1] != plugins.NO_COMPONENTS}
     assert components_only == onto_registered
     # A plugin declaring ``none`` registers nothing.
-    assert {d[0] for d in declared if d[1] == "none"} == {"onto-web"}
+    assert {d[0] for d in declared if d[1] == "none"} == {"onto-flink", "onto-web"}
 
 
 # --- which plugin modules a command imports ---------------------------------------------
