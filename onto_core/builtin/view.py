@@ -24,6 +24,7 @@ __all__ = [
     "VIEW_HEADER",
     "ViewProcessor",
     "load_view",
+    "load_views",
     "newest_per_target",
     "update_parts",
     "view_message",
@@ -45,6 +46,27 @@ def load_view(ref: str) -> type[ViewModel]:
     if not hasattr(found, "root"):
         raise ValueError(f"{ref!r} declares no root model (class X(ViewModel, root=...))")
     return found
+
+
+def load_views(refs: list[str], clash: str) -> list[type[ViewModel]]:
+    """The ViewModel classes ``refs`` name (``load_view`` each), no two sharing a
+    ``view_name``; ``ValueError`` naming the entry (``views[i]``) that cannot be served,
+    with ``clash`` saying what to do when two share a name."""
+    views: list[type[ViewModel]] = []
+    names: dict[str, str] = {}
+    for index, ref in enumerate(refs):
+        try:
+            view = load_view(ref)
+        except ValueError as exc:
+            raise ValueError(f"views[{index}]: {exc}") from None
+        if view.view_name in names:
+            raise ValueError(
+                f"views[{index}]: {ref!r} and {names[view.view_name]!r} are both named "
+                f"{view.view_name!r}; {clash}"
+            )
+        names[view.view_name] = ref
+        views.append(view)
+    return views
 
 
 def view_message(update: ViewUpdate) -> Message:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from onto_core.builtin.view import load_view
+from onto_core.builtin.view import load_views
 from onto_web import WebEndpointConfig
 
 __all__ = ["GRAPHIQL_DIR", "GraphQLEndpointConfig", "loadable_views"]
@@ -17,18 +17,7 @@ GRAPHIQL_DIR = Path(__file__).parent / "graphiql"
 
 def loadable_views(refs: list[str]) -> list[str]:
     """``refs`` if each imports as a view model and no two share a ``view_name``."""
-    names: dict[str, str] = {}
-    for index, ref in enumerate(refs):
-        try:
-            view = load_view(ref)
-        except ValueError as exc:
-            raise ValueError(f"views[{index}]: {exc}") from None
-        if view.view_name in names:
-            raise ValueError(
-                f"views[{index}]: {ref!r} and {names[view.view_name]!r} are both named "
-                f"{view.view_name!r}; GraphQL field names must be unique"
-            )
-        names[view.view_name] = ref
+    load_views(refs, "GraphQL field names must be unique")
     return refs
 
 

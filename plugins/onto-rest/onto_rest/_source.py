@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from onto_core.builtin.api import RequestSource
-from onto_core.builtin.view import load_view
+from onto_core.builtin.view import load_view, load_views
 from onto_core.models.view import ViewModel
 from onto_core.protocols import RuntimeContext
 from onto_rest._endpoint import RestEndpoint, field_alias
@@ -101,18 +101,7 @@ class RestSource(RequestSource):
         @field_validator("views")
         @classmethod
         def _loadable(cls, refs: list[str]) -> list[str]:
-            names: dict[str, str] = {}
-            for index, ref in enumerate(refs):
-                try:
-                    view = load_view(ref)
-                except ValueError as exc:
-                    raise ValueError(f"views[{index}]: {exc}") from None
-                if view.view_name in names:
-                    raise ValueError(
-                        f"views[{index}]: {ref!r} and {names[view.view_name]!r} are both "
-                        f"named {view.view_name!r}; serve them under different prefixes"
-                    )
-                names[view.view_name] = ref
+            load_views(refs, "serve them under different prefixes")
             return refs
 
         @field_validator("prefix")
