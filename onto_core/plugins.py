@@ -89,6 +89,9 @@ _PROVIDED_BY: dict[tuple[str, str], str] = {
     ("sink", "leancloud"): "onto-leancloud",
     ("source", "leanengine"): "onto-leancloud",
     ("source", "leanengine_functions"): "onto-leancloud",
+    ("source", "cloud_event"): "onto-functions",
+    ("source", "http_function"): "onto-functions",
+    ("processor", "stateless_view"): "onto-functions",
 }
 
 

@@ -1,0 +1,137 @@
+"""The Firestore emulator (the onto-firestore tests' own fixtures), a function folder
+built from a meeting-room config, and the Functions Framework serving it on a real port."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+_spec = importlib.util.spec_from_file_location(
+    "onto_firestore_test_emulator", ROOT / "plugins/onto-firestore/tests/conftest.py"
+)
+assert _spec is not None
+assert _spec.loader is not None
+firestore_fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(firestore_fixtures)
+
+emulator_host = firestore_fixtures.emulator_host
+project = firestore_fixtures.project
+free_port = firestore_fixtures.free_port
+
+CONFIG = """\
+datastore: {{type: firestore, project: "${{ONTO_FIRESTORE_PROJECT}}"}}
+pipelines:
+  meeting_sessions:
+    source: {{type: cloud_event, collections: [meetings, tickets, users, locations]}}
+    processors:
+      - {{type: stateless_view, view: "examples.meeting_room.views:MeetingSession"}}
+    sinks:
+      - {{type: firestore, path: "users/{{user_id}}/meetingSessions/{{meeting_id}}"}}
+    retry: {{max_attempts: 1}}
+    dead_letter: {{type: file, path: "{dead}"}}
+"""
+
+
+class FunctionServer:
+    """``functions-framework --target NAME`` serving a built folder on 127.0.0.1."""
+
+    def __init__(self, folder: Path, target: str, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.output: list[str] = []
+        self._lines = threading.Condition()
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--source",
+                str(folder / "main.py"),
+                "--target",
+                target,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._lines:
+                self.output.append(line)
+                self._lines.notify_all()
+        with self._lines:
+            self._lines.notify_all()
+
+    def wait_for(self, seen: Callable[[str], bool], what: str, timeout: float = 30.0) -> str:
+        """The first output line for which ``seen`` holds (waiting up to ``timeout``)."""
+        with self._lines:
+            found: list[str] = []
+
+            def check() -> bool:
+                found[:] = [line for line in self.output if seen(line)]
+                return bool(found) or self.process.poll() is not None
+
+            self._lines.wait_for(check, timeout)
+            if not found:
+                pytest.fail(f"the function never logged {what}; output:\n{''.join(self.output)}")
+            return found[0]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def function_env(
+    emulator_host: str, project: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator_host)
+    monkeypatch.setenv("ONTO_FIRESTORE_PROJECT", project)
+    env = dict(os.environ)
+    env["GUNICORN_LOG_LEVEL"] = "info"  # "Booting worker" says it serves
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+@pytest.fixture
+def serve(function_env: dict[str, str]) -> Iterator[Callable[..., FunctionServer]]:
+    started: list[FunctionServer] = []
+
+    def start(folder: Path, target: str) -> FunctionServer:
+        server = FunctionServer(folder, target, function_env)
+        started.append(server)
+        server.wait_for(lambda line: "Booting worker" in line, "its worker booting")
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def config_template() -> str:
+    """The meeting room as a function; ``{dead}`` is the dead-letter file."""
+    return CONFIG
