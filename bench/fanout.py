@@ -225,27 +225,39 @@ pipelines:
                 held = count
                 rows.append((count, onto, bare))
     print(f"fan-out of one {VIEW} ({KEY}) to N clients; {args.rounds} rounds per N")
+    report(rows, ("onto", "onto"), ("emit", "emit"), "fanout", "<=2")
+
+
+def report(
+    rows: list[tuple[int, list[float], list[float]]],
+    measured: tuple[str, str],
+    against: tuple[str, str],
+    name: str,
+    target: str,
+) -> None:
+    """A table of both sides' p50/p99 and their ratios per N, then the RESULT line for
+    the largest N; ``measured`` and ``against`` are each side's (column, RESULT) names."""
+    (a, a_key), (b, b_key) = measured, against
+    if not rows:
+        raise SystemExit(f"RESULT {name}: no client count could be measured")
     print(
-        f"{'N':>5} {'onto p50':>10} {'onto p99':>10} {'emit p50':>10} {'emit p99':>10} "
+        f"{'N':>5} {a + ' p50':>10} {a + ' p99':>10} {b + ' p50':>10} {b + ' p99':>10} "
         f"{'p50 ratio':>10} {'p99 ratio':>10}"
     )
-    for count, onto, bare in rows:
-        o50, o99, b50, b99 = (
-            statistics.median(onto) * 1e3,
-            percentile(onto, 99) * 1e3,
-            statistics.median(bare) * 1e3,
-            percentile(bare, 99) * 1e3,
-        )
+    figures = []
+    for count, ours, theirs in rows:
+        o50, o99 = statistics.median(ours) * 1e3, percentile(ours, 99) * 1e3
+        b50, b99 = statistics.median(theirs) * 1e3, percentile(theirs, 99) * 1e3
+        figures.append((count, o50, o99, b50, b99))
         print(
             f"{count:>5} {o50:>8.2f}ms {o99:>8.2f}ms {b50:>8.2f}ms {b99:>8.2f}ms "
             f"{o50 / b50:>10.2f} {o99 / b99:>10.2f}"
         )
-    count, onto, bare = rows[-1]
-    o50, o99 = statistics.median(onto) * 1e3, percentile(onto, 99) * 1e3
-    b50, b99 = statistics.median(bare) * 1e3, percentile(bare, 99) * 1e3
+    count, o50, o99, b50, b99 = figures[-1]
     print(
-        f"RESULT fanout clients={count} onto_p50={o50:.2f}ms onto_p99={o99:.2f}ms "
-        f"emit_p50={b50:.2f}ms emit_p99={b99:.2f}ms ratio={o99 / b99:.2f} target=<=2"
+        f"RESULT {name} clients={count} {a_key}_p50={o50:.2f}ms {a_key}_p99={o99:.2f}ms "
+        f"{b_key}_p50={b50:.2f}ms {b_key}_p99={b99:.2f}ms ratio={o99 / b99:.2f} "
+        f"target={target}"
     )
 
 
