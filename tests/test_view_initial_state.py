@@ -227,3 +227,36 @@ def test_records_of_delivered_views_are_saved_without_the_pipeline_waiting_for_t
         assert "" not in digests.values()
     finally:
         store.close()
+
+
+class FlakyStore(SqliteDatastore):
+    """Fails the first ``failures`` saves of delivered views' records (not marks)."""
+
+    failures = 0
+
+    def save_view_state(self, name: str, records: Sequence[ViewRecord]) -> None:
+        if records and records[0].digest and self.failures:
+            self.failures -= 1
+            raise RuntimeError("the disk said no")
+        super().save_view_state(name, records)
+
+
+def test_a_failed_background_save_is_said_and_tried_again_with_the_next_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore(FlakyStore.Config(path=tmp_path / "onto.db"))
+    store.open()
+    try:
+        MeetingWorkload(store, seed=28).setup(2)
+        made = processor(store, initial=False)
+        store.failures = 2
+        due = asyncio.run(made.due_messages())
+        with caplog.at_level(logging.WARNING):
+            settle(made, due)  # its save fails, and so does flush's try: said, records kept
+        assert "could not save view state" in caplog.text
+        assert "RuntimeError: the disk said no" in caplog.text
+        assert set(state(store).values()) == {""}  # still marked maybe delivered
+        settle(made, [])  # the next batch tries them again
+        assert "" not in state(store).values()
+    finally:
+        store.close()

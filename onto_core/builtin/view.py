@@ -412,13 +412,14 @@ class ViewProcessor:
             records = list(self._unsaved.values())
             try:
                 await asyncio.to_thread(self._require_store().save_view_state, self.state, records)
-            except DatastoreError as exc:
+            except Exception as exc:  # in the background: said here, or by no one
                 # Kept and tried again with the next batch; until then a restart re-emits them.
                 if self._ctx is not None:
                     self._ctx.log.warning(
-                        "could not save view state %r (%d records): %s",
+                        "could not save view state %r (%d records): %s: %s",
                         self.state,
                         len(records),
+                        type(exc).__name__,
                         exc,
                     )
                 return
