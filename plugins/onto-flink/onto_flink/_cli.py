@@ -77,19 +77,30 @@ def compile_command(config: str) -> None:
 @click.option(
     "--from-checkpoint", help="Resume from this checkpoint, or 'latest' under checkpoint_dir."
 )
+@click.option(
+    "--log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the job runner's (PyFlink's and Flink's) output to this file.",
+)
 def run_command(
     config: str,
     jobmanager: str | None,
     python: str | None,
     jars: str | None,
     from_checkpoint: str | None,
+    log: Path | None,
 ) -> None:
     """Run CONFIG's views: on a local mini-cluster until Ctrl-C, or submitted to a cluster."""
     from onto_flink._job import load_flink_config, note_submitted, start_job
 
     loaded = load_flink_config(config)
     run = start_job(
-        loaded, python=python, jars=jars, jobmanager=jobmanager, from_checkpoint=from_checkpoint
+        loaded,
+        python=python,
+        jars=jars,
+        jobmanager=jobmanager,
+        from_checkpoint=from_checkpoint,
+        log=log,
     )
     job_id = run.wait_submitted()
     note_submitted(
@@ -109,7 +120,11 @@ def run_command(
     try:
         code = run.process.wait()
     except KeyboardInterrupt:
+        # Ctrl-C (or SIGINT): end the runner's process group, its JVM included; the
+        # job's last completed checkpoint stays for --from-checkpoint.
         os.killpg(run.process.pid, signal.SIGTERM)
-        code = run.process.wait()
+        run.process.wait()
+        click.echo(f"stopped Flink job {job_id}")
+        return
     if code:
         raise click.ClickException(f"the Flink job ended with exit code {code}")

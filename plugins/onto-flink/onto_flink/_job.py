@@ -242,6 +242,7 @@ class JobRun:
                 raise RuntimeError(f"the Flink job runner exited ({self.process.wait()})")
             if line.startswith("{"):
                 self.job_id = json.loads(line).get("job_id")
+                self.job_file.unlink(missing_ok=True)  # read by the runner before submitting
                 return self.job_id
         raise TimeoutError(f"the Flink job was not submitted within {timeout}s")
 
