@@ -351,14 +351,31 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _command_named(args: Sequence[str]) -> str | None:
+    """The subcommand ``args`` name: the first word that is neither an option of ``onto``
+    itself nor the value of one (``onto --log-level warning run ...`` names ``run``)."""
+    valued = {
+        opt
+        for param in cli.params
+        if isinstance(param, click.Option) and not param.is_flag and not param.count
+        for opt in param.opts
+    }
+    words = iter(args)
+    for word in words:
+        if not word.startswith("-"):
+            return word
+        if word in valued:
+            next(words, None)  # its value
+    return None
+
+
 def add_plugin_commands(args: Sequence[str]) -> None:
     """Let plugins add subcommands (``register_commands``) when ``args`` may name one.
 
     ``onto run`` and the other built-in commands import no plugin for this, so their
     start-up stays as it is; any other command, or the help, imports every plugin.
     """
-    words = [a for a in args if not a.startswith("-")]
-    if words and words[0] in cli.commands:
+    if _command_named(args) in cli.commands:
         return
     list_plugins()  # imports every plugin, so each can add its commands
     builtin = set(cli.commands)

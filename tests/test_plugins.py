@@ -763,11 +763,14 @@ pipelines:
 """
 
 
-@pytest.mark.parametrize("command", ["run", "validate"])
-def test_config_of_builtins_imports_no_installed_plugin(tmp_path: Path, command: str) -> None:
-    done, imported = imported_plugins(tmp_path, GENERATE_TO_STDOUT, command)
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["validate"], ["--log-level", "warning", "run"], ["--log-level=info", "run"]],
+)
+def test_config_of_builtins_imports_no_installed_plugin(tmp_path: Path, command: list[str]) -> None:
+    done, imported = imported_plugins(tmp_path, GENERATE_TO_STDOUT, *command)
     assert done.returncode == 0, done.stderr
-    if command == "run":
+    if command[-1] == "run":
         assert len(done.stdout.splitlines()) == 1
     assert {"onto_kafka", "onto_firestore", "onto_web"} <= plugin_modules()
     assert imported == set()
