@@ -124,6 +124,13 @@ class BatchPolicy(_Strict):
     )
 
 
+class MetricsEndpoint(_Strict):
+    """Where the runtime serves its Prometheus metrics itself (docs/observability.md)."""
+
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(9464, ge=0, le=65535, description="Port; 0 picks a free one.")
+
+
 class RuntimeSettings(_Strict):
     """Process-wide runtime settings."""
 
@@ -149,6 +156,13 @@ class RuntimeSettings(_Strict):
             " indexes) is due out, move every object alive then out of the garbage"
             " collector's reach (gc.freeze), so collections scan only what pipelines"
             " allocate later."
+        ),
+    )
+    metrics: MetricsEndpoint | None = Field(
+        None,
+        description=(
+            "Serve Prometheus metrics at http://host:port/metrics, e.g. {port: 9464};"
+            " null serves them only at /metrics of a web server the config runs."
         ),
     )
 

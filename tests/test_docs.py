@@ -15,7 +15,14 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from onto_core import hookspecs
-from onto_core.config import BatchPolicy, RetryPolicy, RuntimeSettings, _PipelineShape, _RootShape
+from onto_core.config import (
+    BatchPolicy,
+    MetricsEndpoint,
+    RetryPolicy,
+    RuntimeSettings,
+    _PipelineShape,
+    _RootShape,
+)
 from onto_core.plugins import ComponentRegistrar
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -113,6 +120,7 @@ def written(field: FieldInfo) -> str:
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("", _RootShape),
     ("runtime.", RuntimeSettings),
+    ("runtime.metrics.", MetricsEndpoint),
     ("", _PipelineShape),
     ("retry.", RetryPolicy),
     ("batch.", BatchPolicy),
@@ -147,3 +155,43 @@ def test_component_reference_matches_the_component_specs(monkeypatch: pytest.Mon
         plugins.reset()
     written = (Path(__file__).parents[1] / "docs" / "components.md").read_text()
     assert written == expected, "regenerate: ONTO_LOAD_PLUGINS= onto components --markdown"
+
+
+OBSERVABILITY = DOCS / "observability.md"
+GRAFANA = DOCS / "grafana" / "meeting_room.json"
+
+
+def every_metric_spec() -> list[Any]:
+    """The runtime's metrics and those of the web and websocket plugins."""
+    from onto_core.prometheus import RUNTIME_METRICS
+    from onto_web.metrics import WEB_METRICS
+    from onto_websocket.metrics import SOCKET_METRICS
+
+    return [*RUNTIME_METRICS, *WEB_METRICS, *SOCKET_METRICS]
+
+
+def test_metric_catalogue_matches_the_collectors() -> None:
+    """docs/observability.md's catalogue is what ``catalogue_markdown`` makes of the specs."""
+    from onto_core.prometheus import catalogue_markdown
+
+    text = OBSERVABILITY.read_text(encoding="utf-8")
+    found = re.search(
+        r"<!-- metric-catalogue:begin -->\n(.*)<!-- metric-catalogue:end -->", text, re.S
+    )
+    assert found, "docs/observability.md has no metric-catalogue markers"
+    assert found[1] == catalogue_markdown(every_metric_spec()), (
+        "regenerate the catalogue between the markers with: uv run --all-packages python -c "
+        '"from tests.test_docs import every_metric_spec; '
+        "from onto_core.prometheus import catalogue_markdown; "
+        'print(catalogue_markdown(every_metric_spec()), end=str())"'
+    )
+
+
+def test_grafana_dashboard_names_only_metrics_that_exist() -> None:
+    dashboard = json.loads(GRAFANA.read_text(encoding="utf-8"))
+    exposed = {name for spec in every_metric_spec() for name in spec.samples}
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    named = {name for expr in expressions for name in re.findall(r"\bonto_[a-z_]+", expr)}
+    assert named, "the dashboard queries no onto metric"
+    assert named <= exposed, f"not exported: {sorted(named - exposed)}"
+    assert "grafana/meeting_room.json" in OBSERVABILITY.read_text(encoding="utf-8")

@@ -95,6 +95,32 @@ class ChangesSource:
         """The seq up to which every delivered change is acked: what a restart resumes after."""
         return self._order[0] - 1 if self._order else self._fetched
 
+    def lag(self) -> dict[str, int]:
+        """How many changes of the feed are past the acked ``position``: ``{"": count}``.
+
+        Following every collection, that is the datastore's ``last_seq()`` minus the
+        position (sequence numbers are dense); following some, the changes of those
+        collections after it, counted up to 10,000. ``{}`` before ``start``, or
+        when the datastore cannot tell. Called from the thread serving a metrics scrape.
+        """
+        store = self._store
+        if store is None or self._closed:
+            return {}
+        for _ in range(3):
+            try:
+                position = self.position
+                break
+            except IndexError:  # acked meanwhile: read it again
+                continue
+        else:
+            return {}
+        if self.config.collections is None:
+            last_seq = getattr(store, "last_seq", None)
+            if not callable(last_seq):
+                return {}
+            return {"": max(0, int(last_seq()) - position)}
+        return {"": len(store.changes(position, 10_000, self.config.collections))}
+
     async def start(self, ctx: RuntimeContext) -> None:
         """Load the saved cursor and begin watching the datastore for new writes."""
         self._ctx = ctx

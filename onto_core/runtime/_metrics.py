@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PipelineMetrics"]
+__all__ = ["LATENCY_BUCKETS", "PipelineMetrics"]
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""Upper bounds (seconds) of the read → done latency histogram's buckets; +Inf follows."""
 
 
 @dataclass
@@ -18,7 +37,9 @@ class PipelineMetrics:
     (once per sink); ``failed`` failed attempts of any stage; ``retried`` retries made;
     ``dead_lettered`` messages handed to the dead-letter sink; ``acked`` and ``nacked``
     what went back to the source. Latency is read → done, in seconds, over the last
-    ``window`` messages.
+    ``window`` messages; ``latency_buckets`` counts every message since the start by
+    ``LATENCY_BUCKETS`` (the last count is above them all), ``latency_sum`` adds up
+    their latencies.
     """
 
     pipeline: str
@@ -32,6 +53,8 @@ class PipelineMetrics:
     buffer_high_water: int = 0
     latency_max: float = 0.0
     window: int = 2048
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
     _latencies: deque[float] = field(default_factory=deque, repr=False)
 
     def __post_init__(self) -> None:
@@ -44,6 +67,30 @@ class PipelineMetrics:
             # map: no Python-level call per message.
             self._latencies.extend(map(now.__sub__, read_at[-self.window :]))
             self.latency_max = max(self.latency_max, now - min(read_at))
+            self._count_buckets(now, read_at)
+
+    def _count_buckets(self, now: float, read_at: list[float]) -> None:
+        """Add the batch to the histogram by runs of equal read times, not per message.
+
+        Messages read together share one time and the buffer hands them out in read
+        order (``read_at`` never decreases), so a batch is a few runs of equal times,
+        usually one, each found by bisection.
+        """
+        buckets = self.latency_buckets
+        end = len(read_at)
+        if read_at[0] == read_at[-1]:  # the usual case: one read, one run
+            latency = now - read_at[0]
+            buckets[bisect_left(LATENCY_BUCKETS, latency)] += end
+            self.latency_sum += latency * end
+            return
+        start = 0
+        while start < end:
+            when = read_at[start]
+            stop = bisect_right(read_at, when, start, end)
+            latency = now - when
+            buckets[bisect_left(LATENCY_BUCKETS, latency)] += stop - start
+            self.latency_sum += latency * (stop - start)
+            start = stop
 
     def latency_quantile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1) of recent latencies, or ``None`` before any message."""

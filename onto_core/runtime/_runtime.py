@@ -12,11 +12,14 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from onto_core._memory import young_threshold
 from onto_core.config import ComponentSpec, OntoConfig, load_config
 from onto_core.errors import DatastoreError, OntoError, ShutdownTimeout
 from onto_core.models.datastore import Datastore
 from onto_core.plugins import get_component, get_plugin_manager
+from onto_core.prometheus import MetricsServer, RuntimeCollector
 from onto_core.runtime._calls import as_async
 from onto_core.runtime._pipeline import PipelineRunner
 
@@ -60,12 +63,18 @@ class Runtime:
     (``./onto.db``) is used. On SIGINT/SIGTERM (when ``handle_signals``), reading stops and
     each pipeline gets ``runtime.drain_timeout`` seconds to finish what it holds; a second
     signal stops at once.
+
+    ``metrics_registry`` holds the runtime's Prometheus metrics (``onto_core.prometheus``),
+    served on ``runtime.metrics`` when set, and by onto-web at ``/metrics``.
     """
 
     def __init__(self, config: OntoConfig, datastore: Datastore | None = None) -> None:
         self.config = config
         self.datastore = datastore
         self.runners: dict[str, PipelineRunner] = {}
+        self.metrics_registry = CollectorRegistry(auto_describe=True)
+        self.metrics_registry.register(RuntimeCollector(self))
+        self.metrics_server: MetricsServer | None = None
         self._stopping: asyncio.Task[bool] | None = None
         self._signal_stop: asyncio.Future[bool] | None = None
 
@@ -109,6 +118,7 @@ class Runtime:
             }
             started: list[PipelineRunner] = []
             try:
+                self._serve_metrics()
                 for runner in self.runners.values():
                     started.append(runner)
                     await runner.start()
@@ -124,6 +134,8 @@ class Runtime:
             finally:
                 for runner in started:
                     await runner.close()
+                if self.metrics_server is not None:
+                    self.metrics_server.stop()
                 try:
                     get_plugin_manager().hook.runtime_stopped(runtime=self)
                 except Exception:
@@ -132,6 +144,15 @@ class Runtime:
             if datastore is not None:
                 await as_async(datastore.close)()
             self._log_metrics()
+
+    def _serve_metrics(self) -> None:
+        """Serve ``metrics_registry`` on ``runtime.metrics``, when the config sets it."""
+        endpoint = self.config.runtime.metrics
+        if endpoint is None:
+            return
+        server = MetricsServer(self.metrics_registry, endpoint.host, endpoint.port)
+        server.start()
+        self.metrics_server = server
 
     @staticmethod
     def _settle_memory() -> None:

@@ -160,6 +160,11 @@ class OffsetTracker:
                     moved[tp] = position
             return moved
 
+    def positions(self) -> dict[TopicPartition, int | None]:
+        """Each tracked partition's position now (``None``: nothing delivered yet)."""
+        with self._lock:
+            return {tp: state.position() for tp, state in self._partitions.items()}
+
     def positions_with(self, consumed: Iterable[Position]) -> dict[TopicPartition, int]:
         """Positions of the partitions in ``consumed`` were those messages acked too.
 

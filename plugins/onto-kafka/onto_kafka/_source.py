@@ -227,6 +227,9 @@ class KafkaSource:
         self._transaction_owner: object | None = None
         self._closing = False
         self._closed = False
+        self._lag_lock = threading.Lock()
+        self._lag_reader: KafkaConsumer | None = None  # made by lag(), closed by close()
+        self._pipeline = "kafka"
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -235,6 +238,7 @@ class KafkaSource:
         fix where each one starts); raises ``SourceError`` naming the brokers if
         unreachable, or the topic if it does not exist with ``partitions: all``."""
         self._ctx = ctx
+        self._pipeline = ctx.pipeline
         config = self.config
         problem = config.unknown_options(KafkaConsumer)
         if problem is not None:
@@ -337,6 +341,10 @@ class KafkaSource:
         self._closing = True
         # The runtime has stopped acking: a rebalance waiting for acks need not wait.
         self.tracker.stop_waiting()
+        with self._lag_lock:
+            reader, self._lag_reader = self._lag_reader, None
+        if reader is not None:
+            reader.close(autocommit=False)
         with self._consumer_lock:
             self._closed = True
             consumer, self._consumer = self._consumer, None
@@ -511,6 +519,49 @@ class KafkaSource:
             )
             return
         self.tracker.committed(positions)
+
+    # --- metrics ------------------------------------------------------------------------
+
+    def lag(self) -> dict[str, int]:
+        """Records per assigned partition (``"topic/partition"``) past the acked position.
+
+        End offsets (and, for a partition nothing was delivered from yet, the group's
+        committed offset) come from a client of their own, made at the first call and
+        joining no group: the consumer is busy polling and is not thread-safe. Called
+        from the thread serving a metrics scrape; ``{}`` when the brokers cannot tell.
+        """
+        if self._consumer is None or self._closed:
+            return {}
+        positions = self.tracker.positions()
+        if not positions:
+            return {}
+        with self._lag_lock:
+            if self._closing:
+                return {}
+            try:
+                reader = self._lag_reader
+                if reader is None:
+                    reader = self._lag_reader = KafkaConsumer(
+                        **self.config.client_settings(f"onto-{self._pipeline}-lag"),
+                        group_id=self.config.group_id,
+                        enable_auto_commit=False,
+                    )
+                timeout = self.config.connect_timeout_ms
+                ends = reader.end_offsets(list(positions), timeout_ms=timeout)
+                for tp, position in positions.items():
+                    if position is None:
+                        committed = reader.committed(tp, timeout_ms=timeout)
+                        if committed is None and self.config.offset_reset == "earliest":
+                            committed = reader.beginning_offsets([tp], timeout_ms=timeout)[tp]
+                        positions[tp] = ends[tp] if committed is None else committed
+            except Exception as exc:  # a metric never fails the source
+                log.debug("lag of %s: %s", self.config.describe(), self.config.redact(exc))
+                return {}
+        return {
+            f"{tp.topic}/{tp.partition}": max(0, ends[tp] - position)
+            for tp, position in positions.items()
+            if position is not None and tp in ends
+        }
 
     # --- exactly once -------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Installing it adds no component of its own: it starts every server the REST, JSON-RPC
 and WebSocket components claimed once the runtime has started them all, and stops the
-servers when the runtime stops.
+servers when the runtime stops. Each server also serves the runtime's Prometheus
+metrics at ``/metrics``, requests by route and status among them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from typing import Any
 
 from onto_core import hookimpl
 from onto_web.auth import AuthConfig, Authenticator, AuthError, TokenEntry, bearer_token
+from onto_web.metrics import WebRequestsCollector, serve_metrics
 from onto_web.server import (
     OriginPolicy,
     WebEndpointConfig,
     WebServer,
+    all_servers,
     get_server,
     is_loopback,
     json_error,
@@ -46,6 +49,12 @@ __all__ = [
 
 @hookimpl
 def runtime_started(runtime: Any) -> None:
+    registry = getattr(runtime, "metrics_registry", None)
+    servers = [server for server in all_servers() if server.claimed_by]
+    if registry is not None and servers:
+        registry.register(WebRequestsCollector())
+        for server in servers:
+            serve_metrics(server, registry)
     start_claimed()
 
 

@@ -24,12 +24,13 @@ import re
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
@@ -236,25 +237,56 @@ class OriginPolicy:
         return None
 
 
+# In the WSGI environ of every request: a list that gets the rule Flask matched. A list,
+# not the rule itself: Socket.IO's middleware hands Flask a copy of the environ.
+ROUTE_KEY = "onto.route"
+
+
 class _GuardedFlask(Flask):
     """A Flask app whose every request passes its server's ``OriginPolicy`` first.
 
     The check sits in ``__call__``, outside ``wsgi_app``, so it also covers what wraps
-    ``wsgi_app`` (Socket.IO's polling and WebSocket upgrades).
+    ``wsgi_app`` (Socket.IO's polling and WebSocket upgrades). Each answer is counted
+    there too, by route rule and status (``WebServer.requests``).
     """
 
     web_server: WebServer
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        refusal = self.web_server.policy.refusal(environ)
+        server = self.web_server
+        refusal = server.policy.refusal(environ)
         if refusal is None:
-            return super().__call__(environ, start_response)
+            route: list[str] = []
+            environ[ROUTE_KEY] = route
+
+            def counted(status: str, headers: Any, exc_info: Any = None) -> Any:
+                server.count_request(_route_label(route, environ), status)
+                return start_response(status, headers, exc_info)
+
+            return super().__call__(environ, counted)
+        server.count_request("refused", "403")
         body = _error_body(refusal)
         start_response(
             "403 FORBIDDEN",
             [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
         )
         return [body]
+
+    def full_dispatch_request(self) -> Response:
+        route = request.environ.get(ROUTE_KEY)
+        rule = request.url_rule
+        if route is not None and rule is not None:
+            route.append(rule.rule)
+        return super().full_dispatch_request()
+
+
+def _route_label(route: list[str], environ: dict[str, Any]) -> str:
+    """The route label of a request: its rule, ``socket.io``, or ``unmatched``."""
+    if route:
+        return route[-1]
+    if environ.get("PATH_INFO", "").startswith("/socket.io/"):
+        return "socket.io"  # answered by Socket.IO's middleware, outside Flask's routing
+    return "unmatched"
 
 
 class _HeaderReader:
@@ -408,6 +440,9 @@ class WebServer:
         self._server: _BoundedWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Answers so far by (route rule, status code): bounded by the routes.
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self._requests_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -416,6 +451,11 @@ class WebServer:
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    def count_request(self, route: str, status: str) -> None:
+        """Count one answer: ``route`` is the rule (never the path), ``status`` its line."""
+        with self._requests_lock:
+            self.requests[(route, status[:3])] += 1
 
     def claim(self, component: str, settings: WebEndpointConfig) -> Flask:
         """Register ``component`` as served here; returns the app to add routes to."""

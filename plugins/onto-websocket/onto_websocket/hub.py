@@ -46,6 +46,7 @@ from onto_core.models.view import ViewModel
 from onto_web import Authenticator, AuthError, WebServer, bearer_token
 from onto_web.auth import Operation
 from onto_websocket.events import EventPool
+from onto_websocket.metrics import track
 
 if TYPE_CHECKING:
     from onto_websocket.sink import WebSocketSink
@@ -158,6 +159,21 @@ class SocketHub:
         # event: bounded work, and exactly one ack whatever the event carries.
         self.socketio.server._handle_event = self._dispatch
         server.app.add_url_rule("/onto/socket.js", "onto_websocket_client", _client_script)
+        track(self)
+
+    def metrics(self) -> dict[str, Any]:
+        """Connections open now, and subscriptions held now by view name."""
+        with self._lock:
+            connections = len(self._clients)
+            views = set(self._subscribable)
+        # A copy in one C-level step: Socket.IO's threads change the rooms meanwhile.
+        rooms = list(self.socketio.server.manager.rooms.get("/", {}).items())
+        subscriptions = dict.fromkeys(sorted(views), 0)
+        for room, members in rooms:
+            view, colon, _ = str(room).partition(":")
+            if colon and view in views:
+                subscriptions[view] += len(members)
+        return {"connections": connections, "subscriptions": subscriptions}
 
     # --- registration (component start / close) ---------------------------------------
 
