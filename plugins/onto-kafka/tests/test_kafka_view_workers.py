@@ -317,6 +317,7 @@ def test_each_worker_holds_and_recomputes_its_share(
         + '    sinks: [{type: file, path: "'
         + str(single_out)
         + '"}]\n'
+        + "    batch: {size: 100, linger_ms: 5}\n"  # batched as the workers are
     )
     d.publish()
     with onto_run(single, tmp_path / "single.log", d.env, ROOT) as alone:
