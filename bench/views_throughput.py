@@ -650,10 +650,11 @@ def main(argv: Any = None) -> None:
         reset_peak()
         # Time-to-ready varies from run to run as the hand-written build does: first
         # starts of their own (each a new view state) before the full run; the median.
-        onto_readies = [
-            asyncio.run(ready_round(store, plan, args.batch, f"bench-ready-{n}"))
-            for n in range(READY_ROUNDS - 1)
-        ]
+        onto_readies = []
+        for n in range(READY_ROUNDS - 1):
+            settle()
+            onto_readies.append(asyncio.run(ready_round(store, plan, args.batch, f"ready-{n}")))
+        settle()
         onto = asyncio.run(run_onto(store, plan, args.batch))
         peak_onto = rss_mb()
         store.open()  # the runtime closed it

@@ -155,7 +155,7 @@ class RuntimeSettings(_Strict):
             "After start-up, and once what processors built at start (views and their"
             " indexes) is due out, move every object alive then out of the garbage"
             " collector's reach (gc.freeze), so collections scan only what pipelines"
-            " allocate later."
+            " allocate later; handed back (gc.unfreeze) when the runtime stops."
         ),
     )
     metrics: MetricsEndpoint | None = Field(

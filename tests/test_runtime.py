@@ -825,6 +825,7 @@ runtime: {{freeze_gc: {str(freeze).lower()}}}
         plugins.unregister_plugin(name)
     grown = state["frozen_at_write"] - state["frozen_at_build"]
     assert state["collector_on_at_write"], "the collector stayed off after the start-up build"
+    assert gc.get_freeze_count() == 0  # handed back once the runtime stopped
     if freeze:
         assert grown >= 50_000, f"only {grown} objects frozen after the start-up build"
         # Paused while it ran: no collection walked what it was building.

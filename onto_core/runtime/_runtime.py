@@ -143,6 +143,10 @@ class Runtime:
         finally:
             if datastore is not None:
                 await as_async(datastore.close)()
+            if freeze:
+                # What was frozen lived as long as the runtime: the collector gets it
+                # back, so a process that runs several in turn frees each one's cycles.
+                gc.unfreeze()
             self._log_metrics()
 
     def _serve_metrics(self) -> None:
