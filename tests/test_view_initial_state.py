@@ -16,6 +16,7 @@ from examples.meeting_room.models import Meeting, Ticket
 from onto_core.builtin.changes import change_message
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.builtin.view import ViewProcessor
+from onto_core.errors import ProcessorError
 from onto_core.models.datastore import ViewRecord
 from onto_core.protocols import Message, RuntimeContext
 
@@ -260,3 +261,12 @@ def test_a_failed_background_save_is_said_and_tried_again_with_the_next_batch(
         assert "" not in state(store).values()
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("value", ["not a change", 7, ["seq", 1], {"seq": 1}])
+def test_a_message_that_is_not_a_change_fails_naming_itself(store: SpiedStore, value: Any) -> None:
+    made = processor(store)
+    message = Message(value, id="m-42")
+    with pytest.raises(ProcessorError, match=r"expected a change .*") as caught:
+        made.process(message)
+    assert caught.value.message_id == "m-42"

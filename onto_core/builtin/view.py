@@ -23,6 +23,7 @@ __all__ = [
     "VERSION_HEADER",
     "VIEW_HEADER",
     "ViewProcessor",
+    "change_of",
     "load_view",
     "load_views",
     "newest_per_target",
@@ -46,6 +47,19 @@ def load_view(ref: str) -> type[ViewModel]:
     if not hasattr(found, "root"):
         raise ValueError(f"{ref!r} declares no root model (class X(ViewModel, root=...))")
     return found
+
+
+def change_of(message: Message) -> Change:
+    """The change ``message`` carries (as the ``changes`` source emits them);
+    ``ProcessorError`` naming the message when its value is not one."""
+    value: Any = message.value
+    try:
+        return Change.from_dict(value)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProcessorError(
+            f"expected a change (seq, collection, docId, op, data), got {value!r}: {exc}",
+            message_id=message.id,
+        ) from None
 
 
 def load_views(refs: list[str], clash: str) -> list[type[ViewModel]]:
@@ -327,14 +341,7 @@ class ViewProcessor:
         return [self._messages(updates) for updates in results]
 
     def _change(self, message: Message) -> Change:
-        value: Any = message.value
-        try:
-            return Change.from_dict(value)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProcessorError(
-                f"expected a change (seq, collection, docId, op, data), got {value!r}: {exc}",
-                message_id=message.id,
-            ) from None
+        return change_of(message)
 
     def _mark_pending(
         self, updates: list[ViewUpdate], delivered: frozenset[str] = frozenset()

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from onto_core.builtin.view import load_view, view_message
+from onto_core.builtin.view import change_of, load_view, view_message
 from onto_core.errors import ProcessorError
 from onto_core.models.datastore import Change, Datastore
 from onto_core.models.domain import use_datastore
@@ -204,14 +204,7 @@ class StatelessViewProcessor:
         return {"builds": self.builds, "reads": self.reads}
 
     def _change(self, message: Message) -> Change:
-        value: Any = message.value
-        try:
-            return Change.from_dict(value)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ProcessorError(
-                f"expected a change (seq, collection, docId, op, data), got {value!r}: {exc}",
-                message_id=message.id,
-            ) from None
+        return change_of(message)
 
     def _require_index(self) -> ReverseIndex:
         if self._index is None:
