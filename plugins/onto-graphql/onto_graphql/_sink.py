@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import zlib
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -16,15 +14,9 @@ from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_graphql._config import GraphQLEndpointConfig, loadable_views
 from onto_graphql._schema import ServedView, api_error
 from onto_graphql._server import Subscriber, get_server
-from onto_web import Authenticator
+from onto_web import Authenticator, ViewRooms
 
 __all__ = ["GraphQLSink"]
-
-_STRIPES = 64
-
-
-def _room(view: str, key: str) -> str:
-    return f"{view}:{key}"
 
 
 class GraphQLSink:
@@ -63,10 +55,7 @@ class GraphQLSink:
         self.label = "graphql sink"
         self._store: Any = None
         self._server = get_server(config.host, config.port)
-        # A subscriber reads the current view and joins under its key's lock, and each
-        # update is handed out under it too, so no update slips between the two.
-        self._locks = [threading.Lock() for _ in range(_STRIPES)]
-        self._versions: dict[str, int] = {}
+        self._keys = ViewRooms()  # per key: a lock to join and hand out under, the version
         self._rooms: dict[str, set[Subscriber]] = {}
 
     def start(self, ctx: RuntimeContext) -> None:
@@ -79,31 +68,11 @@ class GraphQLSink:
             self.label, self, self.views, Authenticator(self.config.auth)
         )
 
-    def _lock(self, room: str) -> threading.Lock:
-        return self._locks[zlib.crc32(room.encode()) % _STRIPES]
-
     def write(self, messages: list[Message]) -> None:
-        for message in messages:
-            value = message.value
-            if not (
-                isinstance(value, dict)
-                and isinstance(value.get("view"), str)
-                and isinstance(value.get("key"), str)
-            ):
-                raise SinkError(
-                    "expected a view update {view, key, fields, version, removed, data} "
-                    f"as the view processor emits it, got {type(value).__name__}",
-                    component=self.label,
-                    message_id=message.id,
-                )
-            room = _room(value["view"], value["key"])
-            version = value.get("version")
-            with self._lock(room):
-                if isinstance(version, int) and version > self._versions.get(room, 0):
-                    self._versions[room] = version
-                subscribers = self._rooms.get(room)
-                if subscribers:
-                    self._server.deliver(list(subscribers), value)
+        for room, value in self._keys.updates(messages, self.label):
+            subscribers = self._rooms.get(room)
+            if subscribers:
+                self._server.deliver(list(subscribers), value)
 
     def join(self, view: type[ViewModel], key: str, subscriber: Subscriber) -> dict[str, Any]:
         """Add ``subscriber`` to the view at ``key``; the view's JSON now (blocking).
@@ -111,8 +80,8 @@ class GraphQLSink:
         Raises a GraphQL error: NOT_FOUND when there is no such view, BAD_USER_INPUT for a
         malformed key, UNAVAILABLE when the datastore cannot be read.
         """
-        room = _room(view.view_name, key)
-        with self._lock(room):
+        room = ViewRooms.room(view.view_name, key)
+        with self._keys.lock(room):
             try:
                 with use_datastore(self._store):
                     current = find_view(view, key, store=self._store)
@@ -122,14 +91,14 @@ class GraphQLSink:
                 raise api_error(503, f"cannot read {view.view_name} {key!r}: {exc}") from None
             if current is None:
                 raise api_error(404, f"{view.view_name} {key!r} does not exist")
-            subscriber.version = self._versions.get(room, 0)
+            subscriber.version = self._keys.version(room)
             self._rooms.setdefault(room, set()).add(subscriber)
             return current.to_dict()
 
     def leave(self, view: type[ViewModel], key: str, subscriber: Subscriber) -> None:
         """Take ``subscriber`` off the view at ``key`` (it receives nothing more)."""
-        room = _room(view.view_name, key)
-        with self._lock(room):
+        room = ViewRooms.room(view.view_name, key)
+        with self._keys.lock(room):
             members = self._rooms.get(room)
             if members is not None:
                 members.discard(subscriber)
@@ -140,7 +109,7 @@ class GraphQLSink:
         """Every subscriber of every key (to end them when the sink closes)."""
         found: list[Subscriber] = []
         for room in list(self._rooms):
-            with self._lock(room):
+            with self._keys.lock(room):
                 found.extend(self._rooms.get(room, ()))
         return found
 

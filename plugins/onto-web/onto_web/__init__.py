@@ -13,6 +13,7 @@ from typing import Any
 from onto_core import hookimpl
 from onto_web.auth import AuthConfig, Authenticator, AuthError, TokenEntry, bearer_token
 from onto_web.metrics import WebRequestsCollector, serve_metrics
+from onto_web.rooms import ViewRooms
 from onto_web.server import (
     OriginPolicy,
     WebEndpointConfig,
@@ -33,6 +34,7 @@ __all__ = [
     "Authenticator",
     "OriginPolicy",
     "TokenEntry",
+    "ViewRooms",
     "WebEndpointConfig",
     "WebServer",
     "bearer_token",

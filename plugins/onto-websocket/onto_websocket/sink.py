@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import zlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,12 +13,10 @@ from onto_core.models.domain import use_datastore
 from onto_core.models.view import ViewModel, find_view
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_core.reactive.engine import ViewUpdate
-from onto_web import Authenticator, WebEndpointConfig, get_server
+from onto_web import Authenticator, ViewRooms, WebEndpointConfig, get_server
 from onto_websocket.hub import ClientError, SocketHub, hub_for, key_error, room_name
 
 __all__ = ["WebSocketSink"]
-
-_STRIPES = 64
 
 
 class WebSocketSink:
@@ -72,11 +68,7 @@ class WebSocketSink:
         self.label = "websocket sink"
         self._hub: SocketHub | None = None
         self._store: Any = None
-        # A subscriber joins and gets the current view under its room's lock, and each
-        # update is emitted under it too, so no update can slip between a subscriber's
-        # read and its join. Striped: bounded memory, rooms rarely contend.
-        self._locks = [threading.Lock() for _ in range(_STRIPES)]
-        self._versions: dict[str, int] = {}
+        self._rooms = ViewRooms()  # per key: a lock to join and emit under, the version
 
     def start(self, ctx: RuntimeContext) -> None:
         if ctx.datastore is None:
@@ -90,31 +82,11 @@ class WebSocketSink:
         if self.config.page_dir is not None:
             self._hub.serve_page(self.label, self.config.page_dir)
 
-    def _lock(self, room: str) -> threading.Lock:
-        return self._locks[zlib.crc32(room.encode()) % _STRIPES]
-
     def write(self, messages: list[Message]) -> None:
         if self._hub is None:
             raise SinkError("the websocket sink was not started", component=self.label)
-        for message in messages:
-            value = message.value
-            if not (
-                isinstance(value, dict)
-                and isinstance(value.get("view"), str)
-                and isinstance(value.get("key"), str)
-            ):
-                raise SinkError(
-                    "expected a view update {view, key, fields, version, removed, data} "
-                    f"as the view processor emits it, got {type(value).__name__}",
-                    component=self.label,
-                    message_id=message.id,
-                )
-            room = room_name(value["view"], value["key"])
-            version = value.get("version")
-            with self._lock(room):
-                if isinstance(version, int) and version > self._versions.get(room, 0):
-                    self._versions[room] = version
-                self._hub.emit(self.config.event, value, room)
+        for room, value in self._rooms.updates(messages, self.label):
+            self._hub.emit(self.config.event, value, room)
 
     def join(self, sid: str, view: type[ViewModel], key: str) -> None:
         """Put client ``sid`` in the room of ``view`` at ``key`` and send it the view now.
@@ -124,7 +96,7 @@ class WebSocketSink:
         """
         assert self._hub is not None
         room = room_name(view.view_name, key)
-        with self._lock(room):
+        with self._rooms.lock(room):
             # Read under the room's lock: an update emitted before is then already in
             # what we send, and every later one reaches the room we join.
             try:
@@ -141,7 +113,7 @@ class WebSocketSink:
                 view.view_name,
                 current.key,
                 {f: str(getattr(current, f)) for f in view.key_fields},
-                self._versions.get(room, 0),
+                self._rooms.version(room),
                 current.to_dict(),
             ).to_dict()
             self._hub.socketio.emit(self.config.event, envelope, to=sid)
