@@ -336,12 +336,9 @@ class ViewProcessor:
         out with the last of them (the others yield nothing).
         """
         engine = self._require_engine()
-        results = engine.apply_many([self._change(m) for m in messages])
+        results = engine.apply_many([change_of(m) for m in messages])
         self._mark_pending([u for updates in results for u in updates])
         return [self._messages(updates) for updates in results]
-
-    def _change(self, message: Message) -> Change:
-        return change_of(message)
 
     def _mark_pending(
         self, updates: list[ViewUpdate], delivered: frozenset[str] = frozenset()

@@ -91,7 +91,7 @@ class StatelessViewProcessor:
 
     def process_batch(self, messages: list[Message]) -> list[list[Message]]:
         """Each affected root built once; its updates go with the last change touching it."""
-        changes = [self._change(m) for m in messages]
+        changes = [change_of(m) for m in messages]
         results, counter = self.apply(changes)
         self.last_reads = (counter.requests, counter.documents)
         self.reads += counter.requests
@@ -202,9 +202,6 @@ class StatelessViewProcessor:
 
     def metrics(self) -> dict[str, Any]:
         return {"builds": self.builds, "reads": self.reads}
-
-    def _change(self, message: Message) -> Change:
-        return change_of(message)
 
     def _require_index(self) -> ReverseIndex:
         if self._index is None:

@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from google.cloud import firestore
+
+from onto_firestore import FirestoreDatastore
 
 ROOT = Path(__file__).resolve().parents[3]
 _spec = importlib.util.spec_from_file_location(
@@ -26,6 +29,22 @@ _spec.loader.exec_module(firestore_fixtures)
 emulator_host = firestore_fixtures.emulator_host
 project = firestore_fixtures.project
 free_port = firestore_fixtures.free_port
+
+
+@pytest.fixture
+def store(function_env: dict[str, str], project: str) -> Iterator[FirestoreDatastore]:
+    """The Firestore datastore on the emulator project the function uses."""
+    opened = FirestoreDatastore(FirestoreDatastore.Config(project=project))
+    opened.open()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def client(function_env: dict[str, str], project: str) -> firestore.Client:
+    """The official client on that project, to read what the function wrote."""
+    return firestore.Client(project=project)
+
 
 CONFIG = """\
 datastore: {{type: firestore, project: "${{ONTO_FIRESTORE_PROJECT}}"}}

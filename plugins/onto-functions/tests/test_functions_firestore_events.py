@@ -8,7 +8,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +27,6 @@ from onto_functions._backfill import backfill
 
 pytestmark = pytest.mark.slow
 PARTICIPANTS = ["joshua", "thomasina", "tijuana"]
-
-
-@pytest.fixture
-def store(function_env: dict[str, str], project: str) -> Iterator[FirestoreDatastore]:
-    opened = FirestoreDatastore(FirestoreDatastore.Config(project=project))
-    opened.open()
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def client(function_env: dict[str, str], project: str) -> firestore.Client:
-    return firestore.Client(project=project)
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from click.testing import CliRunner
-from google.cloud import firestore
 
 from examples.meeting_room.seed import seed
 from onto_core.cli import add_plugin_commands, cli
@@ -41,19 +39,6 @@ API_PIPELINE = """\
     processors: [{type: api}]
     sinks: [{type: reply}]
 """
-
-
-@pytest.fixture
-def store(function_env: dict[str, str], project: str) -> Iterator[FirestoreDatastore]:
-    opened = FirestoreDatastore(FirestoreDatastore.Config(project=project))
-    opened.open()
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def client(function_env: dict[str, str], project: str) -> firestore.Client:
-    return firestore.Client(project=project)
 
 
 @pytest.fixture
