@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,12 @@ def client_worker(url: str, count: int, results: multiprocessing.Queue[Any], sto
 
 
 @contextlib.contextmanager
-def subscribers(url: str, count: int) -> Iterator[multiprocessing.Queue[Any]]:
-    """``count`` subscribed clients spread over worker processes; yields their reports."""
+def subscribers(
+    url: str, count: int, worker: Callable[..., None] | None = None
+) -> Iterator[multiprocessing.Queue[Any]]:
+    """``count`` subscribed clients spread over processes running ``worker`` (Socket.IO
+    clients by default); yields their reports."""
+    run = client_worker if worker is None else worker
     context = multiprocessing.get_context("spawn")  # no fork of a process full of threads
     results: multiprocessing.Queue[Any] = context.Queue()
     stop = context.Event()
@@ -95,9 +99,9 @@ def subscribers(url: str, count: int) -> Iterator[multiprocessing.Queue[Any]]:
     if count % CLIENTS_PER_WORKER:
         sizes.append(count % CLIENTS_PER_WORKER)
     for size in sizes:
-        worker = context.Process(target=client_worker, args=(url, size, results, stop), daemon=True)
-        worker.start()
-        workers.append(worker)
+        process = context.Process(target=run, args=(url, size, results, stop), daemon=True)
+        process.start()
+        workers.append(process)
     try:
         ready = 0
         deadline = time.monotonic() + WAIT * len(sizes)
@@ -111,10 +115,10 @@ def subscribers(url: str, count: int) -> Iterator[multiprocessing.Queue[Any]]:
         yield results
     finally:
         stop.set()
-        for worker in workers:
-            worker.join(timeout=WAIT)
-            if worker.is_alive():
-                worker.kill()
+        for process in workers:
+            process.join(timeout=WAIT)
+            if process.is_alive():
+                process.kill()
 
 
 def drain(results: multiprocessing.Queue[Any]) -> None:

@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import multiprocessing
 import queue
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from fanout import arrivals, client_worker, drain, now, report  # noqa: E402
+from fanout import WAIT, arrivals, now, report, subscribers  # noqa: E402
 
 from examples.meeting_room.models import Meeting  # noqa: E402
 from examples.meeting_room.seed import seed  # noqa: E402
@@ -51,8 +48,6 @@ SUBSCRIPTION = """subscription {
     numHearingAidRequested
   }
 }"""
-CLIENTS_PER_WORKER = 125
-WAIT = 60.0
 
 
 # (max_connections: each client holds a connection, and the default 200 would refuse N=500.)
@@ -113,42 +108,6 @@ async def _graphql_clients(
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
 
 
-@contextlib.contextmanager
-def clients(
-    worker: Callable[..., None], url: str, count: int
-) -> Iterator[multiprocessing.Queue[Any]]:
-    """``count`` subscribed clients run by ``worker`` over worker processes; their reports."""
-    context = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue[Any] = context.Queue()
-    stop = context.Event()
-    sizes = [CLIENTS_PER_WORKER] * (count // CLIENTS_PER_WORKER)
-    if count % CLIENTS_PER_WORKER:
-        sizes.append(count % CLIENTS_PER_WORKER)
-    workers = [
-        context.Process(target=worker, args=(url, size, results, stop), daemon=True)
-        for size in sizes
-    ]
-    for process in workers:
-        process.start()
-    try:
-        ready = 0
-        deadline = time.monotonic() + WAIT * len(sizes)
-        while ready < count:
-            kind, value, _, _ = results.get(timeout=max(0.1, deadline - time.monotonic()))
-            if kind == "failed":
-                raise RuntimeError(value)
-            if kind == "ready":
-                ready += value
-        drain(results)
-        yield results
-    finally:
-        stop.set()
-        for process in workers:
-            process.join(timeout=WAIT)
-            if process.is_alive():
-                process.kill()
-
-
 def rounds_through(
     store: SqliteDatastore, results: multiprocessing.Queue[Any], count: int, rounds: int
 ) -> list[float]:
@@ -202,9 +161,9 @@ pipelines:
             websocket_url = f"http://127.0.0.1:{websocket_port}"
             for count in counts:
                 try:
-                    with clients(graphql_worker, graphql_url, count) as results:
+                    with subscribers(graphql_url, count, graphql_worker) as results:
                         graphql = rounds_through(store, results, count, args.rounds)
-                    with clients(client_worker, websocket_url, count) as results:
+                    with subscribers(websocket_url, count) as results:
                         websocket = rounds_through(store, results, count, args.rounds)
                 except (RuntimeError, queue.Empty) as exc:
                     print(
