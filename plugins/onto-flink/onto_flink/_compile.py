@@ -3,9 +3,11 @@
 The job reads onto's change topic (records as the ``changes`` source writes them:
 ``seq``, ``collection``, ``docId``, ``op``, ``data``), keeps the latest state of every
 document per collection (the newest ``seq`` wins; a delete keeps a tombstone so versions
-never go backwards), computes each view with joins and aggregates, and writes one upsert
-record per view key shaped as onto's view updates (``view``, ``key``, ``fields``,
-``version``, ``removed``, ``data``).
+never go backwards), computes each view with joins and aggregates, and gives one row per view key
+(``ROWS``: ``key``, ``version``, and the text of the view update before and after its
+version). The job runner makes each key's versions rise (``RISING_VERSIONS``) and writes
+the updates, shaped as onto's view updates (``view``, ``key``, ``fields``, ``version``,
+``removed``, ``data``), to the upsert table ``SINK``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,16 @@ from onto_core.models.declarative import (
 __all__ = ["CompileError", "FlinkJob", "compile_views"]
 
 CHANGES = "onto_changes"
+ROWS = "onto_view_rows"
 SINK = "onto_view_updates"
+RISING_VERSIONS = """\
+-- onto flink run reads {rows} into one more step, keyed by `key`, that makes each key's
+-- versions rise: a row whose version is not above the key's previous one gets that one
+-- plus 1 (the step's state is checkpointed). Flink joins do not keep their inputs in
+-- step, so a row computed from older inputs can follow a newer one; without the step its
+-- version would go down and a sink keeping the newest version would drop it. The step
+-- writes key and head || version || tail as `value` to {sink}.
+"""
 _ID = "REGEXP_EXTRACT({}, '([^/]*)$', 1)"  # the doc id of a stored "collection/id" path
 
 
@@ -52,17 +63,19 @@ class CompileError(OntoError):
 
 @dataclass
 class FlinkJob:
-    """The SQL of one Flink job: tables and views, then one INSERT per view model."""
+    """The SQL of one Flink job: tables and views, ending in ``rows`` (the temporary view
+    of every view model's rows: ``key``, ``version``, ``head``, ``tail``) and ``sink``
+    (the upsert table of ``key`` and ``value``)."""
 
     setup: list[str] = field(default_factory=list)
-    inserts: list[str] = field(default_factory=list)
-    selects: list[str] = field(default_factory=list)  # the same rows, as queries
+    rows: str = ROWS
+    sink: str = SINK
 
     def script(self) -> str:
-        """The whole job as one SQL script, the INSERTs in one statement set."""
+        """The whole job as one SQL script, the last step described in a comment."""
         body = "\n\n".join(s + ";" for s in self.setup)
-        inserts = "\n\n".join(i + ";" for i in self.inserts)
-        return f"{body}\n\nEXECUTE STATEMENT SET\nBEGIN\n\n{inserts}\n\nEND;\n"
+        step = RISING_VERSIONS.format(rows=quote(self.rows), sink=quote(self.sink))
+        return f"{body}\n\n{step}"
 
 
 def quote(name: str) -> str:
@@ -227,10 +240,12 @@ def compile_views(
     for model in sorted(used, key=lambda m: m.collection):
         job.setup.append(_state_view(contexts[0].name, model, sorted(used[model])))
     job.setup.append(_table(SINK, _SINK_COLUMNS, sink))
+    finals: list[str] = []
     for statements, final in bodies:
         job.setup += statements
-        job.inserts.append(f"INSERT INTO {quote(SINK)}\n{final}")
-        job.selects.append(final)
+        finals.append(final)
+    union = "\nUNION ALL\n".join(f"({q})" for q in finals) if len(finals) > 1 else finals[0]
+    job.setup.append(f"CREATE TEMPORARY VIEW {quote(ROWS)} AS\n{union}")
     return job
 
 
@@ -440,13 +455,18 @@ def _view_sql(ctx: _Context) -> tuple[list[str], str]:
         f"  UNION ALL\n"
         f"  SELECT `key`, `root_id`, {', '.join(k_cols)}, `version`, `data` FROM {quote(views)}"
     )
-    value = (
+    head = (
         f"CONCAT('{{\"view\":', JSON_STRING({literal(name)}), ',\"key\":', JSON_STRING(`key`),"
-        f" ',\"fields\":', {fields_json}, ',\"version\":', CAST(MAX(`version`) AS STRING),"
-        f" ',\"removed\":', IF(MAX(`data`) IS NULL, 'true', 'false'),"
-        f" ',\"data\":', COALESCE(MAX(`data`), 'null'), '}}')"
+        f" ',\"fields\":', {fields_json}, ',\"version\":')"
     )
-    final = f"SELECT `key`, {value} AS `value`\nFROM (\n{union}\n)\nGROUP BY `key`"
+    tail = (
+        "CONCAT(',\"removed\":', IF(MAX(`data`) IS NULL, 'true', 'false'),"
+        " ',\"data\":', COALESCE(MAX(`data`), 'null'), '}')"
+    )
+    final = (
+        f"SELECT `key`, MAX(`version`) AS `version`, {head} AS `head`, {tail} AS `tail`\n"
+        f"FROM (\n{union}\n)\nGROUP BY `key`"
+    )
     return statements, final
 
 

@@ -272,11 +272,12 @@ def start_job(
         "settings": settings,
         "jars": jars_from(jars),
         "setup": job.setup,
+        "rows": job.rows,
     }
     if config.sink.path:
-        description["collect"] = {"queries": job.selects, "path": str(Path(config.sink.path))}
+        description["collect"] = {"path": str(Path(config.sink.path))}
     else:
-        description["inserts"] = job.inserts
+        description["sink"] = job.sink
     if jobmanager:
         host, _, port = jobmanager.rpartition(":")
         settings.update({"execution.target": "remote", "rest.address": host, "rest.port": port})

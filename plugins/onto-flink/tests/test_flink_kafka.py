@@ -77,6 +77,26 @@ class UpsertTopic:
         self.consumer.close(autocommit=False)
 
 
+def versioned(records: list[tuple[int, str, dict[str, Any]]]) -> dict[str, tuple[bool, Any]]:
+    """What a sink that drops an update not newer than the one it stored (``firestore``,
+    ``leancloud``) keeps of ``records``, read in topic order: removed and data per key."""
+    kept: dict[str, dict[str, Any]] = {}
+    for _, key, value in records:
+        if key not in kept or value["version"] > kept[key]["version"]:
+            kept[key] = value
+    return {k: (v["removed"], v["data"]) for k, v in kept.items()}
+
+
+def rising(records: list[tuple[int, str, dict[str, Any]]]) -> bool:
+    """Whether each key's versions rise from record to record."""
+    last: dict[str, int] = {}
+    for _, key, value in records:
+        if value["version"] <= last.get(key, 0):
+            return False
+        last[key] = value["version"]
+    return True
+
+
 class FlinkRun:
     """``onto flink run`` in a process of its own; the runner (PyFlink, its JVM) in a
     process group of its own, whose id ``onto flink`` notes in ``ONTO_FLINK_JOBS``."""
@@ -296,6 +316,11 @@ def test_the_job_resumes_from_its_checkpoint_mid_stream_without_loss(
     with_store = chain.store
     workload.run(with_store, mutations=150, after_each=chain.views.catch_up)
     wait_until(chain.flink_matches, 120, "the job to process the first changes", every=0.2)
+    # A sink keeping each key's newest version ends with the in-process views too: no
+    # record of a key has a version below one before it.
+    assert rising(chain.topic.poll())
+    expected = {k: (u["removed"], u["data"]) for k, u in chain.views.latest.items()}
+    assert versioned(chain.topic.poll()) == expected
     # Every change so far is in a checkpoint completed from now on: the second to complete
     # began after the job had processed them (and its transaction holds their updates).
     number = _checkpoint_number(chain)
@@ -326,12 +351,14 @@ def test_the_job_resumes_from_its_checkpoint_mid_stream_without_loss(
     assert restored, "the resumed job names the checkpoint it restored"
     assert int(restored.group(1)) >= number + 2
     # It resumed from that checkpoint's state and offsets (not from the topic's start) and
-    # wrote the changes made while it was down. Versions are not compared with the
-    # checkpoint's: a view's version on Flink can fall below one already written (one
-    # change reaches a view through several join inputs, not kept in step; docs/flink.md,
-    # "Versions"), so "no rollback by version" cannot hold until that is fixed.
+    # wrote the changes made while it was down, each key's versions rising.
     after = [(o, k, v) for o, k, v in records if o >= resumed_at]
     assert after, "the resumed job wrote the changes made while it was down"
+    assert rising(after)
+    # Tansu shows a consumer the stopped job's records after its last checkpoint (an
+    # aborted transaction's), so versions across the restart are not compared here: on a
+    # broker that isolates transactions a read_committed consumer never sees them
+    # (docs/flink.md, "Over Kafka").
     # No loss: the newest record of every key is the in-process engine's view
     # (flink_matches, above), removed views included.
     assert any(v["removed"] for v in chain.topic.latest().values())
