@@ -5,7 +5,8 @@ to ``pending``. The source queries pending triggers every ``poll_interval`` seco
 emits each as ``{docId, path, data}``, remembering the update time it was read at.
 
 ``exactly_once`` (with one ``firestore`` sink): the sink calls ``commit_task`` for each
-trigger, and one Firestore transaction then
+trigger, and one Firestore transaction (``commit_trigger``, which the ``cloud_event``
+source of onto-functions commits its triggers with too) then
 
 1. re-reads the trigger and its claim; if the trigger is no longer pending at the update
    time it was read at, nothing is written (``stale``: it is read again, with its new
@@ -41,6 +42,7 @@ import os
 import socket
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from google.api_core import exceptions as gexc
@@ -54,7 +56,14 @@ from onto_core.errors import SourceError
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_firestore.datastore import check_collection, component_client, micros
 
-__all__ = ["FirestoreTaskSource", "TaskOutcome", "claim_id"]
+__all__ = [
+    "FirestoreTaskSource",
+    "TaskOutcome",
+    "TriggerClaims",
+    "check_task_sinks",
+    "claim_id",
+    "commit_trigger",
+]
 
 # Handled trigger versions remembered; only queries racing the marks need them.
 _HANDLED_KEPT = 10_000
@@ -81,6 +90,111 @@ def claim_id(path: str, update_time: dt.datetime) -> str:
     """
     stamp = update_time.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     return path.replace("|", "||").replace("/", "|") + "@" + stamp
+
+
+@dataclass(frozen=True)
+class TriggerClaims:
+    """How a trigger version is claimed and marked done: the settings every task source
+    commits with (``firestore_tasks``, and the ``cloud_event`` source's task mode)."""
+
+    status_field: str = "status"
+    pending: str = "pending"
+    done: str = "done"
+    claims_collection: str = "_onto_task_claims"
+    claim_ttl: float = 7 * 86400.0  # seconds from the claim to its 'expireAt'
+    transaction_attempts: int = 5
+    worker: str = ""  # recorded in each claim
+
+
+def commit_trigger(
+    client: firestore.Client,
+    path: str,
+    read_time: dt.datetime,
+    stage: Stage,
+    claims: TriggerClaims,
+    ctx: RuntimeContext | None = None,
+) -> TaskOutcome:
+    """Commit the version of trigger ``path`` last updated at ``read_time`` once (blocking).
+
+    One Firestore transaction: read the trigger and its claim
+    ``{claims_collection}/{claim_id(path, read_time)}``; a claim that exists is ``TAKEN``,
+    no trigger ``GONE``, a trigger updated since ``read_time`` or not ``pending``
+    ``STALE`` (nothing written in each case). Otherwise ``stage(transaction)`` reads what
+    it needs with the transaction and returns a writer; the commit creates the claim (the
+    first write: a commit whose claim exists writes nothing), runs the writer and updates
+    the trigger to ``done`` with ``read_time`` as its precondition: ``APPLIED``.
+
+    Raises ``SourceError`` (with ``ctx``'s pipeline and component) when Firestore fails or
+    contention outlasts ``claims.transaction_attempts``.
+    """
+    ref = client.document(path)
+    claim = client.collection(claims.claims_collection).document(claim_id(path, read_time))
+
+    @firestore.transactional
+    def run(transaction: firestore.Transaction) -> TaskOutcome:
+        snaps = {s.reference.path: s for s in transaction.get_all([ref, claim])}
+        trigger, claimed = snaps[ref.path], snaps[claim.path]
+        if claimed.exists:
+            return TaskOutcome.TAKEN
+        if not trigger.exists:
+            return TaskOutcome.GONE
+        status = (trigger.to_dict() or {}).get(claims.status_field)
+        if trigger.update_time != read_time or status != claims.pending:
+            return TaskOutcome.STALE
+        write = stage(transaction)
+        now = dt.datetime.now(dt.UTC)
+        # The claim is the first write: a commit whose claim exists writes nothing.
+        transaction.create(
+            claim,
+            {
+                "path": path,
+                "updateTime": read_time,
+                "worker": claims.worker,
+                "pipeline": ctx.pipeline if ctx else None,
+                "claimedAt": now,
+                "expireAt": now + dt.timedelta(seconds=claims.claim_ttl),
+            },
+        )
+        write(transaction)
+        transaction.update(
+            ref,
+            {claims.status_field: claims.done},
+            option=client.write_option(last_update_time=read_time),
+        )
+        return TaskOutcome.APPLIED
+
+    try:
+        outcome: TaskOutcome = run(client.transaction(max_attempts=claims.transaction_attempts))
+    except gexc.AlreadyExists:
+        outcome = TaskOutcome.TAKEN  # another worker's claim won the race
+    except (gexc.FailedPrecondition, gexc.NotFound):
+        outcome = TaskOutcome.STALE  # the trigger changed (or went) before our commit
+    except ValueError as exc:
+        if not isinstance(exc.__cause__, gexc.Aborted):
+            raise
+        raise SourceError.at(
+            ctx,
+            f"trigger {path}: still contended after {claims.transaction_attempts}"
+            f" transaction attempts: {exc.__cause__}",
+        ) from exc
+    except gexc.GoogleAPIError as exc:
+        raise SourceError.at(ctx, f"trigger {path}: transaction failed: {exc}") from exc
+    return outcome
+
+
+def check_task_sinks(pipeline: PipelineConfig) -> None:
+    """A task source's ``exactly_once`` needs exactly one sink, a ``firestore`` one: it
+    commits the mark. ``ValueError`` naming the sinks otherwise."""
+    from onto_firestore.sink import FirestoreSink  # the sink module imports this one
+
+    sinks = pipeline.sinks
+    if len(sinks) != 1 or not issubclass(sinks[0].info.cls, FirestoreSink):
+        got = ", ".join(repr(s.type) for s in sinks)
+        raise ValueError(
+            "exactly_once commits each trigger's mark together with the views it produced,"
+            " in one Firestore transaction of the 'firestore' sink, so the pipeline needs"
+            f" exactly one sink of type 'firestore' (got {got})"
+        )
 
 
 class FirestoreTaskSource:
@@ -125,18 +239,8 @@ class FirestoreTaskSource:
     @classmethod
     def check_pipeline(cls, pipeline: PipelineConfig) -> None:
         """exactly_once needs exactly one sink, a ``firestore`` one: it commits the mark."""
-        if pipeline.guarantee is not Guarantee.EXACTLY_ONCE:
-            return
-        from onto_firestore.sink import FirestoreSink  # the sink module imports this one
-
-        sinks = pipeline.sinks
-        if len(sinks) != 1 or not issubclass(sinks[0].info.cls, FirestoreSink):
-            got = ", ".join(repr(s.type) for s in sinks)
-            raise ValueError(
-                "exactly_once commits each trigger's mark together with the views it produced,"
-                " in one Firestore transaction of the 'firestore' sink, so the pipeline needs"
-                f" exactly one sink of type 'firestore' (got {got})"
-            )
+        if pipeline.guarantee is Guarantee.EXACTLY_ONCE:
+            check_task_sinks(pipeline)
 
     def __init__(self, config: Config) -> None:
         check_collection(config.collection)
@@ -145,6 +249,15 @@ class FirestoreTaskSource:
             raise ValueError(f"status_field {config.status_field!r} must be a top-level field")
         self.config = config
         self.worker = config.worker or f"{socket.gethostname()}:{os.getpid()}"
+        self._claims = TriggerClaims(
+            status_field=config.status_field,
+            pending=config.pending,
+            done=config.done,
+            claims_collection=config.claims_collection,
+            claim_ttl=config.claim_ttl,
+            transaction_attempts=config.transaction_attempts,
+            worker=self.worker,
+        )
         self._client: firestore.Client | None = None
         self._own_client = False
         self._ctx: RuntimeContext | None = None
@@ -220,69 +333,17 @@ class FirestoreTaskSource:
     def commit_task(self, message: Message, stage: Stage) -> TaskOutcome:
         """Commit ``message``'s trigger version once, with what ``stage`` writes (blocking).
 
-        In one transaction: re-read the trigger and its claim, call ``stage(transaction)``
-        (it reads with the transaction and returns a writer), create the claim, run the
-        writer, mark the trigger done with its read update time as precondition. Raises
-        ``SourceError`` when Firestore fails or contention outlasts
-        ``transaction_attempts``.
+        ``commit_trigger`` with this source's client and settings: in one transaction,
+        re-read the trigger and its claim, call ``stage(transaction)`` (it reads with the
+        transaction and returns a writer), create the claim, run the writer, mark the
+        trigger done with its read update time as precondition. Raises ``SourceError``
+        when Firestore fails or contention outlasts ``transaction_attempts``.
         """
         client = self._client
         if client is None:
             raise SourceError.at(self._ctx, "firestore_tasks source used before start(ctx)")
-        config = self.config
         path, read_time = message.offset
-        ref = client.document(path)
-        claim = client.collection(config.claims_collection).document(claim_id(path, read_time))
-
-        @firestore.transactional
-        def run(transaction: firestore.Transaction) -> TaskOutcome:
-            snaps = {s.reference.path: s for s in transaction.get_all([ref, claim])}
-            trigger, claimed = snaps[ref.path], snaps[claim.path]
-            if claimed.exists:
-                return TaskOutcome.TAKEN
-            if not trigger.exists:
-                return TaskOutcome.GONE
-            status = (trigger.to_dict() or {}).get(config.status_field)
-            if trigger.update_time != read_time or status != config.pending:
-                return TaskOutcome.STALE
-            write = stage(transaction)
-            now = dt.datetime.now(dt.UTC)
-            # The claim is the first write: a commit whose claim exists writes nothing.
-            transaction.create(
-                claim,
-                {
-                    "path": path,
-                    "updateTime": read_time,
-                    "worker": self.worker,
-                    "pipeline": self._ctx.pipeline if self._ctx else None,
-                    "claimedAt": now,
-                    "expireAt": now + dt.timedelta(seconds=config.claim_ttl),
-                },
-            )
-            write(transaction)
-            transaction.update(
-                ref,
-                {config.status_field: config.done},
-                option=client.write_option(last_update_time=read_time),
-            )
-            return TaskOutcome.APPLIED
-
-        try:
-            outcome: TaskOutcome = run(client.transaction(max_attempts=config.transaction_attempts))
-        except gexc.AlreadyExists:
-            outcome = TaskOutcome.TAKEN  # another worker's claim won the race
-        except (gexc.FailedPrecondition, gexc.NotFound):
-            outcome = TaskOutcome.STALE  # the trigger changed (or went) before our commit
-        except ValueError as exc:
-            if not isinstance(exc.__cause__, gexc.Aborted):
-                raise
-            raise SourceError.at(
-                self._ctx,
-                f"trigger {path}: still contended after {config.transaction_attempts}"
-                f" transaction attempts: {exc.__cause__}",
-            ) from exc
-        except gexc.GoogleAPIError as exc:
-            raise SourceError.at(self._ctx, f"trigger {path}: transaction failed: {exc}") from exc
+        outcome = commit_trigger(client, path, read_time, stage, self._claims, self._ctx)
         self._record(message, outcome)
         return outcome
 
