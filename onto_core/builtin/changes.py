@@ -95,6 +95,12 @@ class ChangesSource:
         """The seq up to which every delivered change is acked: what a restart resumes after."""
         return self._order[0] - 1 if self._order else self._fetched
 
+    def asyncapi_payload(self, incoming: Any) -> Any:
+        """What this source emits, for the AsyncAPI document: ``change_message``."""
+        from onto_core.asyncapi import change_message
+
+        return change_message(self.config.collections)
+
     def lag(self) -> dict[str, int]:
         """How many changes of the feed are past the acked ``position``: ``{"": count}``.
 

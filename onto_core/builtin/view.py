@@ -431,6 +431,12 @@ class ViewProcessor:
                 if self._unsaved.get(record.key) is record:
                     del self._unsaved[record.key]
 
+    def asyncapi_payload(self, incoming: Any) -> Any:
+        """What this processor emits, for the AsyncAPI document: ``view_update_message``."""
+        from onto_core.asyncapi import view_update_message
+
+        return view_update_message(self.view, headers=True)
+
     def metrics(self) -> dict[str, Any]:
         """Views held, builds run and shards owned by this worker."""
         engine = self.engine

@@ -206,6 +206,12 @@ class KafkaSink:
         self._ctx = ctx
         self._producer = self._new_producer()
 
+    def asyncapi_channels(self, incoming: Any) -> list[Any]:
+        """The topic this sink writes, for the AsyncAPI document (docs/asyncapi.md)."""
+        from onto_kafka._asyncapi import sink_channels
+
+        return sink_channels(self, incoming)
+
     def close(self) -> None:
         """Send everything buffered and disconnect (idempotent)."""
         if self._closed:

@@ -520,6 +520,12 @@ class KafkaSource:
             return
         self.tracker.committed(positions)
 
+    def asyncapi_channels(self, incoming: Any) -> list[Any]:
+        """The topics this source reads, for the AsyncAPI document (docs/asyncapi.md)."""
+        from onto_kafka._asyncapi import source_channels
+
+        return source_channels(self)
+
     # --- metrics ------------------------------------------------------------------------
 
     def lag(self) -> dict[str, int]:

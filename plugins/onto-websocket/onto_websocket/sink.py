@@ -118,6 +118,12 @@ class WebSocketSink:
             ).to_dict()
             self._hub.socketio.emit(self.config.event, envelope, to=sid)
 
+    def asyncapi_channels(self, incoming: Any) -> list[Any]:
+        """The Socket.IO events of this sink, for the AsyncAPI document (docs/asyncapi.md)."""
+        from onto_websocket._asyncapi import sink_channels
+
+        return sink_channels(self)
+
     def close(self) -> None:
         if self._hub is not None:
             self._hub.withdraw(self.label)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from pydantic import Field, field_validator
 
@@ -56,6 +57,12 @@ class WebSocketSource(RequestSource):
         self._hub.accept_actions(
             self.label, self, self.views, Authenticator(self.config.auth), self.config.timeout
         )
+
+    def asyncapi_channels(self, incoming: Any) -> list[Any]:
+        """The ``action`` event of this source, for the AsyncAPI document (docs/asyncapi.md)."""
+        from onto_websocket._asyncapi import source_channels
+
+        return source_channels(self)
 
     async def close(self) -> None:
         if self._hub is not None:
