@@ -45,6 +45,7 @@ class MemoryDatastore(CommitWrites, OpenInBlock):
     def __init__(self, config: Config | None = None) -> None:
         self._docs: dict[DocKey, tuple[str, int]] = {}
         self._changes: list[Change] = []
+        self._unrecorded = 0  # the last version given by a write recording no change
         self._cursors: dict[str, int] = {}
         self._views: dict[str, dict[str, ViewRecord]] = {}
         self._lock = threading.Lock()
@@ -93,13 +94,28 @@ class MemoryDatastore(CommitWrites, OpenInBlock):
 
     # --- writes -------------------------------------------------------------------------
 
-    def commit(self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]) -> None:
+    def commit(
+        self,
+        reads: dict[DocKey, int],
+        writes: dict[DocKey, dict[str, Any] | None],
+        *,
+        record_changes: bool = True,
+    ) -> None:
         encoded = {k: None if v is None else _encode(v, k) for k, v in writes.items()}
         with self._changed:
             for key, version in reads.items():
                 current = self._docs.get(key)
                 if (current[1] if current else 0) != version:
                     raise ConflictError(f"{key[0]}/{key[1]} changed since it was read")
+            if not record_changes:
+                # Versions below zero, each used once: never a seq, never one seen before.
+                for key, text in encoded.items():
+                    if text is None:
+                        self._docs.pop(key, None)
+                    else:
+                        self._unrecorded -= 1
+                        self._docs[key] = (text, self._unrecorded)
+                return
             now = time.time()
             committed: list[Change] = []
             for key, text in encoded.items():

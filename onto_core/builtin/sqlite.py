@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS documents (
     collection TEXT NOT NULL,
     doc_id TEXT NOT NULL,
     data TEXT NOT NULL,
-    version INTEGER NOT NULL,  -- seq of the document's last change
+    version INTEGER NOT NULL,  -- seq of its last change (below 0: a write recording none)
     updated REAL NOT NULL,
     PRIMARY KEY (collection, doc_id)
 );
@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS view_state (  -- what the view processor last deliver
     PRIMARY KEY (name, key)
 );
 CREATE INDEX IF NOT EXISTS view_state_shard ON view_state (name, shard);
+CREATE TABLE IF NOT EXISTS counters (  -- 'unrecorded': the last version below 0 given out
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
 
 ChangeListener = Callable[[Change], None]
@@ -323,11 +327,19 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
             return decoded
         return sort_rows([r for r in decoded if matches(r[1], conditions)], order_by, limit)
 
-    def commit(self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]) -> None:
+    def commit(
+        self,
+        reads: dict[DocKey, int],
+        writes: dict[DocKey, dict[str, Any] | None],
+        *,
+        record_changes: bool = True,
+    ) -> None:
         """Apply ``writes`` (``None`` deletes) in one transaction if ``reads`` still hold.
 
         Raises ``ConflictError`` and writes nothing when a document read has another
         version now. Each effective write appends one change; its seq is the new version.
+        With ``record_changes=False`` none is appended: the new version is the next one
+        below 0 (each given once, so never a version a document had before).
         """
         encoded = {key: None if d is None else _encode(d, *key) for key, d in writes.items()}
         now = time.time()
@@ -349,6 +361,10 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
                     op = ChangeOp.DELETE
                 else:
                     op = ChangeOp.UPDATE if exists else ChangeOp.CREATE
+                if not record_changes:
+                    if text is not None:
+                        self._write_unrecorded(conn, collection, doc_id, text, now)
+                    continue
                 seq = self._append_change(conn, collection, doc_id, op, text, now)
                 if text is not None:
                     conn.execute(
@@ -362,6 +378,22 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
                 committed.append((seq, collection, doc_id, op, text, now))
         for entry in committed:
             self._notify(*entry)
+
+    @staticmethod
+    def _write_unrecorded(
+        conn: sqlite3.Connection, collection: str, doc_id: str, text: str, now: float
+    ) -> None:
+        (version,) = conn.execute(
+            "INSERT INTO counters (name, value) VALUES ('unrecorded', -1)"
+            " ON CONFLICT (name) DO UPDATE SET value = value - 1 RETURNING value"
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO documents (collection, doc_id, data, version, updated)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (collection, doc_id) DO UPDATE SET"
+            " data = excluded.data, version = excluded.version, updated = excluded.updated",
+            (collection, doc_id, text, version, now),
+        )
 
     @staticmethod
     def _append_change(

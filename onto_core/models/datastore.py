@@ -205,7 +205,10 @@ class Datastore(Protocol):
     descending; by id when not given) and cut at ``limit``. ``transaction(fn)`` runs
     ``fn(tx)`` with optimistic concurrency: the writes it buffers commit only if no
     document it read changed meanwhile, else ``fn`` runs again, up to ``max_attempts``
-    times, then ``ConflictError``.
+    times, then ``ConflictError``. ``transaction(fn, record_changes=False)`` is the same
+    for bookkeeping documents (an index, a claim): its writes commit atomically under the
+    same checks but append nothing to the change feed and notify no watcher, so they cost
+    no feed entry and never contend for the feed's next ``seq``.
 
     View state (needed by the ``view`` processor, so views survive restarts and move
     between workers): ``save_view_state(name, records)`` applies ``ViewRecord``s in one
@@ -241,7 +244,9 @@ class Datastore(Protocol):
         limit: int | None = None,
     ) -> list[tuple[str, dict[str, Any]]]: ...
 
-    def transaction(self, fn: Callable[[Transaction], R], max_attempts: int = 5) -> R: ...
+    def transaction(
+        self, fn: Callable[[Transaction], R], max_attempts: int = 5, *, record_changes: bool = True
+    ) -> R: ...
 
     def changes(
         self, after: int = 0, limit: int = 1000, collections: Sequence[str] | None = None

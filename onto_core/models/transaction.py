@@ -27,13 +27,19 @@ class VersionedStore(Protocol):
     ``get_versioned`` returns ``(data, version)``, version 0 for a missing document.
     ``commit`` applies ``writes`` (``None`` data deletes) atomically, recording a change
     for each, if every document in ``reads`` is still at its version; otherwise it raises
-    ``ConflictError`` and writes nothing.
+    ``ConflictError`` and writes nothing. Called with ``record_changes=False`` (only then:
+    a store without it still runs recorded transactions), it records no change, and the
+    versions it gives the documents are still new ones: never one a document had before.
     """
 
     def get_versioned(self, collection: str, doc_id: str) -> tuple[dict[str, Any] | None, int]: ...
 
     def commit(
-        self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]
+        self,
+        reads: dict[DocKey, int],
+        writes: dict[DocKey, dict[str, Any] | None],
+        *,
+        record_changes: bool = True,
     ) -> None: ...
 
 
@@ -70,15 +76,23 @@ class Transaction:
 
 
 def run_transaction(
-    store: VersionedStore, fn: Callable[[Transaction], R], max_attempts: int = 5
+    store: VersionedStore,
+    fn: Callable[[Transaction], R],
+    max_attempts: int = 5,
+    *,
+    record_changes: bool = True,
 ) -> R:
-    """Run ``fn`` in a transaction on ``store``, retrying on conflicts (see module doc)."""
+    """Run ``fn`` in a transaction on ``store``, retrying on conflicts (see module doc);
+    with ``record_changes=False`` its writes enter no change feed."""
     last: ConflictError | None = None
     for _ in range(max_attempts):
         tx = Transaction(store)
         result = fn(tx)
         try:
-            store.commit(tx.reads, tx.writes)
+            if record_changes:
+                store.commit(tx.reads, tx.writes)
+            else:
+                store.commit(tx.reads, tx.writes, record_changes=False)
         except ConflictError as exc:
             last = exc
             continue
@@ -98,7 +112,13 @@ class CommitWrites:
     def get_versioned(self, collection: str, doc_id: str) -> tuple[dict[str, Any] | None, int]:
         raise NotImplementedError
 
-    def commit(self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]) -> None:
+    def commit(
+        self,
+        reads: dict[DocKey, int],
+        writes: dict[DocKey, dict[str, Any] | None],
+        *,
+        record_changes: bool = True,
+    ) -> None:
         raise NotImplementedError
 
     def set(self, collection: str, doc_id: str, data: dict[str, Any]) -> None:
@@ -109,6 +129,8 @@ class CommitWrites:
         """Remove the document, recording a ``delete`` change; a missing one is a no-op."""
         self.commit({}, {(collection, doc_id): None})
 
-    def transaction(self, fn: Callable[[Transaction], R], max_attempts: int = 5) -> R:
+    def transaction(
+        self, fn: Callable[[Transaction], R], max_attempts: int = 5, *, record_changes: bool = True
+    ) -> R:
         """Run ``fn(tx)`` with optimistic concurrency (see the module docstring)."""
-        return run_transaction(self, fn, max_attempts)
+        return run_transaction(self, fn, max_attempts, record_changes=record_changes)

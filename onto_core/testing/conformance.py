@@ -925,6 +925,74 @@ class DatastoreConformance:
         assert len(calls) == 3
         assert store.get("counters", "c") == {"n": 3}
 
+    def test_unrecorded_transaction_writes_without_changes(
+        self, datastore_factory: Datastore
+    ) -> None:
+        """``record_changes=False``: bookkeeping documents (indexes, claims) are written
+        and deleted atomically, but the change feed and its watchers never see them."""
+        store = datastore_factory
+        store.set("index", "old", {"roots": ["r0"]})
+        store.set("users", "u1", {"name": "a"})
+        after = store.changes()[-1].seq
+        seen: list[Any] = []
+        watch = getattr(store, "watch", None)
+        stop = watch(seen.append) if watch is not None else None
+
+        def bookkeeping(tx: Any) -> None:
+            entry = tx.get("index", "old")
+            tx.set("index", "new", {"roots": entry["roots"] + ["r1"]})
+            tx.delete("index", "old")
+
+        store.transaction(bookkeeping, record_changes=False)
+        if stop is not None:
+            stop()
+        assert store.get("index", "new") == {"roots": ["r0", "r1"]}
+        assert store.get("index", "old") is None
+        assert store.changes(after) == []
+        assert seen == []
+        store.set("users", "u1", {"name": "b"})  # the feed goes on from where it was
+        assert [(c.doc_id, c.seq) for c in store.changes(after)] == [("u1", after + 1)]
+
+    def test_unrecorded_transactions_keep_the_conflict_check(
+        self, datastore_factory: Datastore
+    ) -> None:
+        store = datastore_factory
+        store.transaction(lambda tx: tx.set("index", "c", {"n": 0}), record_changes=False)
+        rounds, errors = 25, []
+
+        def increment(tx: Any) -> None:
+            current = tx.get("index", "c")
+            tx.set("index", "c", {"n": current["n"] + 1})
+
+        def worker() -> None:
+            try:
+                for _ in range(rounds):
+                    store.transaction(increment, max_attempts=1000, record_changes=False)
+            except Exception as exc:  # surfaced below: a thread's error must fail the test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert errors == []
+        assert store.get("index", "c") == {"n": 2 * rounds}
+        assert store.changes() == []
+        # A recorded write in between is a conflict for an unrecorded transaction too.
+        calls: list[int] = []
+
+        def raced(tx: Any) -> None:
+            calls.append(1)
+            current = tx.get("index", "c")
+            if len(calls) == 1:
+                store.set("index", "c", {"n": 100})
+            tx.set("index", "c", {"n": current["n"] + 1})
+
+        store.transaction(raced, record_changes=False)
+        assert len(calls) == 2
+        assert store.get("index", "c") == {"n": 101}
+
     def test_open_and_close_are_idempotent(self, datastore_factory: Datastore) -> None:
         store = datastore_factory
         store.set("users", "u1", {"a": 1})

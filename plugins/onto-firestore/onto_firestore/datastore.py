@@ -293,12 +293,21 @@ class FirestoreDatastore(OpenInBlock):
     def delete(self, collection: str, doc_id: str) -> None:
         self._write({}, {(collection, doc_id): None}, retry=True)
 
-    def commit(self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]) -> None:
-        """Apply ``writes`` if every document in ``reads`` is at its version, else conflict."""
-        self._write(reads, writes, retry=False)
+    def commit(
+        self,
+        reads: dict[DocKey, int],
+        writes: dict[DocKey, dict[str, Any] | None],
+        *,
+        record_changes: bool = True,
+    ) -> None:
+        """Apply ``writes`` if every document in ``reads`` is at its version, else conflict;
+        with ``record_changes=False`` no log entry is written (no ``seq`` claimed)."""
+        self._write(reads, writes, retry=False, record_changes=record_changes)
 
-    def transaction(self, fn: Callable[[Transaction], R], max_attempts: int = 5) -> R:
-        return run_transaction(self, fn, max_attempts)
+    def transaction(
+        self, fn: Callable[[Transaction], R], max_attempts: int = 5, *, record_changes: bool = True
+    ) -> R:
+        return run_transaction(self, fn, max_attempts, record_changes=record_changes)
 
     def watch(self, listener: Callable[[Change], None]) -> Callable[[], None]:
         """Call ``listener(change)`` after every write made through this object."""
@@ -309,6 +318,7 @@ class FirestoreDatastore(OpenInBlock):
         reads: dict[DocKey, int],
         writes: dict[DocKey, dict[str, Any] | None],
         retry: bool,
+        record_changes: bool = True,
     ) -> None:
         for key in [*reads, *writes]:
             self._doc(*key)  # validates paths before anything is sent
@@ -316,7 +326,7 @@ class FirestoreDatastore(OpenInBlock):
         last: Exception | None = None
         for _ in range(attempts):
             try:
-                committed = self._try_write(reads, writes)
+                committed = self._try_write(reads, writes, record_changes)
             except ConflictError as exc:
                 last = exc
                 continue
@@ -329,7 +339,10 @@ class FirestoreDatastore(OpenInBlock):
         raise ConflictError(str(last)) from last
 
     def _try_write(
-        self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]
+        self,
+        reads: dict[DocKey, int],
+        writes: dict[DocKey, dict[str, Any] | None],
+        record_changes: bool = True,
     ) -> list[Change]:
         with self._lock:  # one commit at a time per process: exact in-process conflict checks
             keys = list(dict.fromkeys([*reads, *writes]))
@@ -347,14 +360,15 @@ class FirestoreDatastore(OpenInBlock):
                     planned.append((key, op, data))
             if not planned:
                 return []
-            first = self._next_seq or self.last_seq() + 1
+            # Unrecorded writes (bookkeeping) claim no seq: the log is neither read nor written.
+            first = (self._next_seq or self.last_seq() + 1) if record_changes else 0
             batch = self.client.batch()
             log = self.client.collection(self.config.changes_collection)
             now = time.time()
             changes: list[Change] = []
             # Log entries first: a store applying writes one by one stops at a lost claim
             # before touching any document.
-            for offset, (key, op, data) in enumerate(planned):
+            for offset, (key, op, data) in enumerate(planned if record_changes else ()):
                 stored = None if op is ChangeOp.DELETE else data
                 change = Change(first + offset, key[0], key[1], op, stored, now)
                 changes.append(change)
@@ -382,13 +396,16 @@ class FirestoreDatastore(OpenInBlock):
             try:
                 results = batch.commit()
             except (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.NotFound) as exc:
-                self._next_seq = 0  # someone else wrote: re-read the log's end next time
+                if record_changes:
+                    self._next_seq = 0  # someone else wrote: re-read the log's end next time
                 raise ConflictError(f"a concurrent writer got in first: {exc.message}") from exc
             except gexc.GoogleAPIError as exc:
                 self._next_seq = 0
                 raise DatastoreError(f"firestore commit failed: {exc}") from exc
             except TypeError as exc:
                 raise DatastoreError(f"a document is not storable in Firestore: {exc}") from exc
+            if not record_changes:
+                return []
             self._next_seq = first + len(planned)
             commit_time = getattr(results[0], "update_time", None) if results else None
             if commit_time is not None:

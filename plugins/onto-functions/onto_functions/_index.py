@@ -254,7 +254,7 @@ class ReverseIndex:
             else:
                 tx.delete(self.collection, self.root_id(root))
 
-        self.store.transaction(attempt)
+        self.store.transaction(attempt, record_changes=False)
 
     def _add(self, tx: Any, entry_id: str, root: str, **fields: Any) -> None:
         entry = tx.get(self.collection, entry_id) or {"kind": "doc", "state": self.state, **fields}

@@ -144,7 +144,7 @@ class StatelessViewProcessor:
             new, updates = self._built(root_id, seq, record, counter)
             if new.docs == record.docs and new.queries == record.queries and not updates:
                 return []  # same reads, same outputs: nothing to write
-            if store.transaction(partial(index.replace, old=record, new=new)):
+            if store.transaction(partial(index.replace, old=record, new=new), record_changes=False):
                 return updates
             record = index.records(counter, [root_id])[root_id]
         raise ProcessorError(

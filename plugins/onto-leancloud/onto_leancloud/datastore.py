@@ -364,13 +364,22 @@ class LeanCloudDatastore(OpenInBlock):
     def delete(self, collection: str, doc_id: str) -> None:
         self._write({}, {(collection, doc_id): None}, retry=True)
 
-    def commit(self, reads: dict[DocKey, int], writes: dict[DocKey, dict[str, Any] | None]) -> None:
+    def commit(
+        self,
+        reads: dict[DocKey, int],
+        writes: dict[DocKey, dict[str, Any] | None],
+        *,
+        record_changes: bool = True,
+    ) -> None:
         """Write ``writes`` if every object in ``reads`` is still at its version, else
-        ``ConflictError`` (one object at a time: see the module docstring)."""
-        self._write(reads, writes, retry=False)
+        ``ConflictError`` (one object at a time: see the module docstring); with
+        ``record_changes=False`` no change is appended (no ``seq`` claimed)."""
+        self._write(reads, writes, retry=False, record_changes=record_changes)
 
-    def transaction(self, fn: Callable[[Transaction], R], max_attempts: int = 5) -> R:
-        return run_transaction(self, fn, max_attempts)
+    def transaction(
+        self, fn: Callable[[Transaction], R], max_attempts: int = 5, *, record_changes: bool = True
+    ) -> R:
+        return run_transaction(self, fn, max_attempts, record_changes=record_changes)
 
     def _check(self, collection: str, doc_id: str, data: dict[str, Any] | None) -> None:
         self.class_name(collection)
@@ -385,6 +394,7 @@ class LeanCloudDatastore(OpenInBlock):
         reads: dict[DocKey, int],
         writes: dict[DocKey, dict[str, Any] | None],
         retry: bool,
+        record_changes: bool = True,
     ) -> None:
         for (collection, doc_id), data in writes.items():
             self._check(collection, doc_id, data)
@@ -405,7 +415,7 @@ class LeanCloudDatastore(OpenInBlock):
                     except (LeanCloudConflict, LeanCloudDuplicate, LeanCloudNotFound) as exc:
                         last = exc
                         continue
-                    if op is not None:
+                    if op is not None and record_changes:
                         changes.append(self._append(key, op, data))
                     break
                 else:
