@@ -18,10 +18,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from onto_core.errors import ConfigError, PluginError
 from onto_core.plugins import (
@@ -40,6 +40,7 @@ __all__ = [
     "PipelineConfig",
     "RetryPolicy",
     "RuntimeSettings",
+    "TracingSettings",
     "is_secret_key",
     "load_config",
     "parse_config",
@@ -131,6 +132,44 @@ class MetricsEndpoint(_Strict):
     port: int = Field(9464, ge=0, le=65535, description="Port; 0 picks a free one.")
 
 
+class TracingSettings(_Strict):
+    """Where the runtime sends its OpenTelemetry traces (docs/observability.md#traces)."""
+
+    exporter: Literal["otlp", "console", "file", "none"] = Field(
+        "otlp",
+        description=(
+            "otlp: OTLP over HTTP to endpoint (needs onto-core[tracing-otlp]); console:"
+            " each finished span on standard output; file: one JSON line per finished span"
+            " at path; none: spans are made (and traceparent passed on) but not exported."
+        ),
+    )
+    endpoint: str | None = Field(
+        None,
+        description=(
+            "OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces; null takes"
+            " OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else"
+            " http://localhost:4318/v1/traces."
+        ),
+    )
+    path: str | None = Field(None, description="The JSON-lines file of the file exporter.")
+    service_name: str = Field("onto", description="service.name of every span.")
+    sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description=(
+            "Share of new traces recorded; a message that carries a traceparent follows"
+            " its sampled flag."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _path_for_file(self) -> TracingSettings:
+        if self.exporter == "file" and not self.path:
+            raise ValueError("the file exporter needs 'path': the JSON-lines file to write")
+        return self
+
+
 class RuntimeSettings(_Strict):
     """Process-wide runtime settings."""
 
@@ -163,6 +202,13 @@ class RuntimeSettings(_Strict):
         description=(
             "Serve Prometheus metrics at http://host:port/metrics, e.g. {port: 9464};"
             " null serves them only at /metrics of a web server the config runs."
+        ),
+    )
+    tracing: TracingSettings | None = Field(
+        None,
+        description=(
+            "Record OpenTelemetry traces: a span per message per stage, e.g."
+            " {exporter: otlp}; null (the default) records none."
         ),
     )
 

@@ -146,8 +146,14 @@ class RequestSource:
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
 
-    def submit(self, value: dict[str, Any], timeout: float = 30.0) -> Any:
-        """Send ``value`` through the pipeline; the reply's value (blocking)."""
+    def submit(
+        self, value: dict[str, Any], timeout: float = 30.0, headers: dict[str, str] | None = None
+    ) -> Any:
+        """Send ``value`` through the pipeline; the reply's value (blocking).
+
+        ``headers`` go on the message: a transport passes the caller's W3C trace context
+        (``onto_core.tracing.carried``) so the request continues the caller's trace.
+        """
         if self._loop is None or self._queue is None:
             raise RuntimeError("the request source has not started")
         with self._pending_lock:
@@ -157,15 +163,15 @@ class RequestSource:
                 )
             self._pending += 1
         try:
-            return self._submit(value, timeout)
+            return self._submit(value, timeout, headers)
         finally:
             with self._pending_lock:
                 self._pending -= 1
 
-    def _submit(self, value: dict[str, Any], timeout: float) -> Any:
+    def _submit(self, value: dict[str, Any], timeout: float, headers: dict[str, str] | None) -> Any:
         assert self._loop is not None
         assert self._queue is not None
-        message = Message(value)
+        message = Message(value, headers=dict(headers) if headers else None)
         message.headers[REPLY_HEADER] = message.id
         future = replies.expect(message.id)
         self._loop.call_soon_threadsafe(self._queue.put_nowait, message)

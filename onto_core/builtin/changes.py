@@ -19,6 +19,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from onto_core.errors import DatastoreError, SourceError
 from onto_core.models.datastore import Change, Datastore
 from onto_core.protocols import Guarantee, Message, RuntimeContext
+from onto_core.tracing import TRACEPARENT
 
 __all__ = ["ChangesSource", "change_message"]
 
@@ -30,6 +31,8 @@ def change_message(change: Change) -> Message:
         change.to_dict(),
         key=key,
         id=f"{key}@{change.seq}",
+        # The trace of the write that made the change goes on with it.
+        headers=None if change.trace is None else {TRACEPARENT: change.trace},
         channel=change.collection,
         timestamp=change.timestamp,
         offset=change.seq,

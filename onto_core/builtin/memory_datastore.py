@@ -25,6 +25,7 @@ from onto_core.models.datastore import (
 )
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import CommitWrites, DocKey
+from onto_core.tracing import current_traceparent
 
 __all__ = ["MemoryDatastore"]
 
@@ -117,6 +118,7 @@ class MemoryDatastore(CommitWrites, OpenInBlock):
                         self._docs[key] = (text, self._unrecorded)
                 return
             now = time.time()
+            trace = current_traceparent()
             committed: list[Change] = []
             for key, text in encoded.items():
                 current = self._docs.get(key)
@@ -130,7 +132,7 @@ class MemoryDatastore(CommitWrites, OpenInBlock):
                     self._docs[key] = (text, seq)  # a document's version is its last seq
                     op = ChangeOp.UPDATE if current else ChangeOp.CREATE
                     data = decode_json(text)
-                change = Change(seq, key[0], key[1], op, data, now)
+                change = Change(seq, key[0], key[1], op, data, now, trace)
                 self._changes.append(change)
                 committed.append(change)
             self._changed.notify_all()

@@ -31,6 +31,7 @@ from onto_core.models.datastore import (
 )
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import CommitWrites, DocKey
+from onto_core.tracing import current_traceparent
 
 __all__ = ["SqliteDatastore"]
 
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS changes (
     doc_id TEXT NOT NULL,
     op TEXT NOT NULL,
     data TEXT,
-    ts REAL NOT NULL
+    ts REAL NOT NULL,
+    trace TEXT  -- traceparent of the write, when it was traced (Change.trace)
 );
 CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
@@ -151,6 +153,9 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
             # In WAL mode NORMAL still keeps every commit across a process crash.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(changes)")}
+            if "trace" not in columns:  # a file made before changes carried their trace
+                conn.execute("ALTER TABLE changes ADD COLUMN trace TEXT")
         except sqlite3.Error as exc:
             raise DatastoreError(f"cannot open sqlite datastore at {self.path}: {exc}") from exc
         if str(mode).lower() != "wal":
@@ -343,7 +348,8 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
         """
         encoded = {key: None if d is None else _encode(d, *key) for key, d in writes.items()}
         now = time.time()
-        committed: list[tuple[int, str, str, ChangeOp, str | None, float]] = []
+        trace = current_traceparent()
+        committed: list[tuple[int, str, str, ChangeOp, str | None, float, str | None]] = []
         what = ", ".join(f"{c}/{d}" for c, d in list(writes)[:3]) or "nothing"
         with self._transaction(f"writing {what}") as conn:
             for (collection, doc_id), version in reads.items():
@@ -365,7 +371,7 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
                     if text is not None:
                         self._write_unrecorded(conn, collection, doc_id, text, now)
                     continue
-                seq = self._append_change(conn, collection, doc_id, op, text, now)
+                seq = self._append_change(conn, collection, doc_id, op, text, now, trace)
                 if text is not None:
                     conn.execute(
                         "INSERT INTO documents (collection, doc_id, data, version, updated)"
@@ -375,7 +381,7 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
                         " updated = excluded.updated",
                         (collection, doc_id, text, seq, now),
                     )
-                committed.append((seq, collection, doc_id, op, text, now))
+                committed.append((seq, collection, doc_id, op, text, now, trace))
         for entry in committed:
             self._notify(*entry)
 
@@ -403,10 +409,12 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
         op: ChangeOp,
         text: str | None,
         now: float,
+        trace: str | None = None,
     ) -> int:
         cursor = conn.execute(
-            "INSERT INTO changes (collection, doc_id, op, data, ts) VALUES (?, ?, ?, ?, ?)",
-            (collection, doc_id, op.value, text, now),
+            "INSERT INTO changes (collection, doc_id, op, data, ts, trace)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (collection, doc_id, op.value, text, now, trace),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -417,7 +425,7 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
         self, after: int = 0, limit: int = 1000, collections: Sequence[str] | None = None
     ) -> list[Change]:
         """Up to ``limit`` changes with ``seq > after``, oldest first, optionally filtered."""
-        sql = "SELECT seq, collection, doc_id, op, data, ts FROM changes WHERE seq > ?"
+        sql = "SELECT seq, collection, doc_id, op, data, ts, trace FROM changes WHERE seq > ?"
         params: list[Any] = [after]
         if collections is not None:
             if not collections:
@@ -429,8 +437,10 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
         with self._connection("reading the change feed") as conn:
             rows = conn.execute(sql, params).fetchall()
         return [
-            Change(seq, coll, doc_id, ChangeOp(op), None if data is None else _decode(data), ts)
-            for seq, coll, doc_id, op, data, ts in rows
+            Change(
+                seq, coll, doc_id, ChangeOp(op), None if data is None else _decode(data), ts, trace
+            )
+            for seq, coll, doc_id, op, data, ts, trace in rows
         ]
 
     def last_seq(self) -> int:
@@ -527,13 +537,20 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
         return self._listeners.add(listener)
 
     def _notify(
-        self, seq: int, collection: str, doc_id: str, op: ChangeOp, text: str | None, now: float
+        self,
+        seq: int,
+        collection: str,
+        doc_id: str,
+        op: ChangeOp,
+        text: str | None,
+        now: float,
+        trace: str | None,
     ) -> None:
         with self._lock:
             self._changed.notify_all()
         if self._listeners:
             data = None if text is None else _decode(text)
-            self._listeners.notify([Change(seq, collection, doc_id, op, data, now)])
+            self._listeners.notify([Change(seq, collection, doc_id, op, data, now, trace)])
 
 
 def _encode(data: dict[str, Any], collection: str, doc_id: str) -> str:

@@ -90,6 +90,9 @@ class Change:
     ``seq`` increases strictly with every write to the store, so a reader that remembers
     the last ``seq`` it finished can resume exactly there. ``data`` is the document after
     the change (``None`` for a delete); ``timestamp`` is seconds since the epoch.
+    ``trace`` is the W3C ``traceparent`` of the span that wrote it, when the writer was
+    traced (``onto_core.tracing.current_traceparent``): the ``changes`` source hands it
+    on in the message's headers. It is not part of ``to_dict``.
     """
 
     seq: int
@@ -98,6 +101,7 @@ class Change:
     op: ChangeOp
     data: dict[str, Any] | None
     timestamp: float
+    trace: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Change:

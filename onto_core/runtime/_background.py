@@ -18,16 +18,22 @@ __all__ = ["running"]
 
 @contextlib.contextmanager
 def running(
-    config: OntoConfig | str, datastore: Any = None, timeout: float = 20.0
+    config: OntoConfig | str,
+    datastore: Any = None,
+    timeout: float = 20.0,
+    tracer_provider: Any = None,
 ) -> Iterator[Runtime]:
     """Run ``config`` (a config or its YAML text) in a background thread.
+
+    ``tracer_provider``: an OpenTelemetry SDK ``TracerProvider`` to record traces with
+    (see ``Runtime``).
 
     Yields the runtime once every component has started (``runtime_started`` has run, so
     shared servers listen), and stops it, draining, when the block ends. An error the
     runtime raised is re-raised there.
     """
     parsed = parse_config(config, "test-config") if isinstance(config, str) else config
-    runtime = Runtime(parsed, datastore=datastore)
+    runtime = Runtime(parsed, datastore=datastore, tracer_provider=tracer_provider)
     started = threading.Event()
 
     class Started:

@@ -21,6 +21,7 @@ from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_core.runtime._buffer import MessageBuffer
 from onto_core.runtime._calls import as_async, optional_method
 from onto_core.runtime._metrics import PipelineMetrics
+from onto_core.runtime._tracing import PipelineTracer
 
 __all__ = ["PipelineRunner"]
 
@@ -115,8 +116,12 @@ class PipelineRunner:
         config: PipelineConfig,
         datastore: Datastore | None = None,
         freeze_gc: bool = False,
+        tracer: PipelineTracer | None = None,
     ) -> None:
         self.config = config
+        # Decided once, here: an untraced pipeline's components are never wrapped, so its
+        # messages pay nothing for tracing (see _tracing.py).
+        self._tracer = tracer
         # Whether what processors build at start is still to be frozen (see _emit_due).
         self._freeze_built = freeze_gc
         self.name = config.name
@@ -166,7 +171,11 @@ class PipelineRunner:
         )
 
     def _build(self, spec: ComponentSpec, where: str) -> _Component:
-        return _Component(spec, spec.build(), f"{where} ({spec.type})")
+        label = f"{where} ({spec.type})"
+        instance = spec.build()
+        if self._tracer is not None:
+            instance = self._tracer.traced(instance, spec.kind, label)
+        return _Component(spec, instance, label)
 
     def _components(self) -> list[_Component]:
         extra = [self.dead_letter] if self.dead_letter else []

@@ -10,10 +10,11 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from onto_core import tracing
 from onto_core._memory import young_threshold
 from onto_core.config import ComponentSpec, OntoConfig, load_config
 from onto_core.errors import DatastoreError, OntoError, ShutdownTimeout
@@ -22,6 +23,10 @@ from onto_core.plugins import get_component, get_plugin_manager
 from onto_core.prometheus import MetricsServer, RuntimeCollector
 from onto_core.runtime._calls import as_async
 from onto_core.runtime._pipeline import PipelineRunner
+from onto_core.runtime._tracing import PipelineTracer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["Runtime", "open_datastore", "run"]
 
@@ -66,11 +71,22 @@ class Runtime:
 
     ``metrics_registry`` holds the runtime's Prometheus metrics (``onto_core.prometheus``),
     served on ``runtime.metrics`` when set, and by onto-web at ``/metrics``.
+
+    Traces are recorded when the config sets ``runtime.tracing`` or a ``tracer_provider``
+    (an OpenTelemetry SDK ``TracerProvider``) is given, which then takes the place of
+    the one the config describes; one the runtime made itself is flushed and shut down
+    when it stops, a given one is only flushed (docs/observability.md#traces).
     """
 
-    def __init__(self, config: OntoConfig, datastore: Datastore | None = None) -> None:
+    def __init__(
+        self,
+        config: OntoConfig,
+        datastore: Datastore | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self.config = config
         self.datastore = datastore
+        self.tracer_provider = tracer_provider
         self.runners: dict[str, PipelineRunner] = {}
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.metrics_registry.register(RuntimeCollector(self))
@@ -109,11 +125,19 @@ class Runtime:
 
     async def run(self, handle_signals: bool = False) -> None:
         """Run every pipeline; returns when all are done. Raises the first pipeline error."""
+        provider, own_provider = self._tracing()
         datastore = await asyncio.to_thread(self._open_datastore)
         freeze = self.config.runtime.freeze_gc
+        if provider is not None:
+            tracing._runtime_traces(+1)
         try:
             self.runners = {
-                name: PipelineRunner(p, datastore, freeze_gc=freeze)
+                name: PipelineRunner(
+                    p,
+                    datastore,
+                    freeze_gc=freeze,
+                    tracer=None if provider is None else PipelineTracer(provider, name),
+                )
                 for name, p in self.config.pipelines.items()
             }
             started: list[PipelineRunner] = []
@@ -141,6 +165,9 @@ class Runtime:
                 except Exception:
                     log.exception("a runtime_stopped hook failed")
         finally:
+            if provider is not None:
+                tracing._runtime_traces(-1)
+                await asyncio.to_thread(provider.shutdown if own_provider else provider.force_flush)
             if datastore is not None:
                 await as_async(datastore.close)()
             if freeze:
@@ -148,6 +175,15 @@ class Runtime:
                 # back, so a process that runs several in turn frees each one's cycles.
                 gc.unfreeze()
             self._log_metrics()
+
+    def _tracing(self) -> tuple[TracerProvider | None, bool]:
+        """The tracer provider this run records with, and whether the runtime made it."""
+        if self.tracer_provider is not None:
+            return self.tracer_provider, False
+        settings = self.config.runtime.tracing
+        if settings is None:
+            return None, False
+        return tracing.tracer_provider(settings), True
 
     def _serve_metrics(self) -> None:
         """Serve ``metrics_registry`` on ``runtime.metrics``, when the config sets it."""

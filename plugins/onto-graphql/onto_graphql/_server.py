@@ -36,6 +36,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from onto_core.errors import ComponentError
+from onto_core.tracing import carried
 from onto_graphql._config import GraphQLEndpointConfig
 from onto_graphql._limits import aliases_rule, depth_rule, query_parser
 from onto_graphql._schema import ServedView, api_error, build_schema
@@ -276,7 +277,10 @@ class GraphQLServer:
             "action": action,
             "arguments": arguments,
         }
-        return await entry.source.ask(request, entry.timeout)
+        # The HTTP request's W3C traceparent header, if any: the mutation continues its trace.
+        http = info.context.get("request")
+        trace = carried(http.headers) if http is not None else None
+        return await entry.source.ask(request, entry.timeout, trace)
 
     async def subscribe(self, served: ServedView, info: Any, key: str) -> AsyncIterator[Any]:
         """The view at ``key`` now, then each newer version; raises once it is removed,

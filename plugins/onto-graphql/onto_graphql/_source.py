@@ -72,12 +72,17 @@ class GraphQLSource(RequestSource):
             self.label, self, self.views, self.authenticator, self.config.timeout
         )
 
-    async def ask(self, request: dict[str, Any], timeout: float) -> Any:
+    async def ask(
+        self, request: dict[str, Any], timeout: float, headers: dict[str, str] | None = None
+    ) -> Any:
         """Send ``request`` through the pipeline (from the server's loop); the answer's
-        body, or a GraphQL error carrying its status."""
+        body, or a GraphQL error carrying its status. ``headers`` go on the message (the
+        caller's trace context)."""
         async with self._asking:
             try:
-                answer = await asyncio.to_thread(functools.partial(self.submit, request, timeout))
+                answer = await asyncio.to_thread(
+                    functools.partial(self.submit, request, timeout, headers)
+                )
             except TimeoutError:
                 raise api_error(
                     504,

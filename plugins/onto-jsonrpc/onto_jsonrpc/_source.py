@@ -6,12 +6,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, has_request_context, jsonify, request
 from flask_jsonrpc import JSONRPC
 from pydantic import Field, field_validator
 
 from onto_core.builtin.api import RequestSource
 from onto_core.protocols import RuntimeContext
+from onto_core.tracing import carried
 from onto_jsonrpc._errors import ErrorCode, answer_result, rpc_error
 from onto_jsonrpc._methods import ViewMethod, view_methods
 from onto_jsonrpc._site import INVOKE, ViewMethodSite
@@ -180,7 +181,9 @@ class JsonRpcSource(RequestSource):
         if self._closed:
             raise rpc_error(503, "the JSON-RPC endpoint is shutting down")
         try:
-            answer = self.submit(method.request(arguments), self.config.timeout)
+            # The HTTP request's W3C traceparent header, if any: the call continues its trace.
+            trace = carried(request.headers) if has_request_context() else None
+            answer = self.submit(method.request(arguments), self.config.timeout, trace)
         except TimeoutError:
             raise rpc_error(
                 504, f"{method.name}: no answer from the pipeline within {self.config.timeout}s"

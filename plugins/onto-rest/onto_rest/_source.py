@@ -16,6 +16,7 @@ from onto_core.builtin.api import RequestSource
 from onto_core.builtin.view import load_view, load_views
 from onto_core.models.view import ViewModel
 from onto_core.protocols import RuntimeContext
+from onto_core.tracing import carried
 from onto_rest._endpoint import RestEndpoint, field_alias
 from onto_rest._site import OPENAPI_PATH, SWAGGER_PATH, error_response, rest_site
 from onto_web import Authenticator, AuthError, WebEndpointConfig, bearer_token, get_server
@@ -307,7 +308,8 @@ class RestSource(RequestSource):
         """Send ``api_request`` through the pipeline and reply with its answer."""
         timeout = self.config.timeout
         try:
-            answer = self.submit(api_request, timeout)
+            # The caller's W3C traceparent header, if any: the request continues its trace.
+            answer = self.submit(api_request, timeout, carried(request.headers))
         except TimeoutError:
             raise _Refusal(
                 504,

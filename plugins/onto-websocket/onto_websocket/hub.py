@@ -43,6 +43,7 @@ from socketio import packet  # type: ignore[import-untyped]
 
 from onto_core.errors import ActionError, ComponentError
 from onto_core.models.view import ViewModel
+from onto_core.tracing import carried
 from onto_web import Authenticator, AuthError, WebServer, bearer_token
 from onto_web.auth import Operation
 from onto_websocket.events import EventPool
@@ -457,7 +458,8 @@ class SocketHub:
             "arguments": arguments,
         }
         try:
-            answer: dict[str, Any] = accepted.source.submit(request_, left)
+            # A "traceparent" in the event's payload: the action continues the client's trace.
+            answer: dict[str, Any] = accepted.source.submit(request_, left, carried(data))
         except TimeoutError as exc:
             # The request source says whether the request will never run or had started.
             raise ClientError(504, str(exc)) from None
