@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from onto_core.models.datastore import Change, ChangeOp
 
 __all__ = [
     "FIRESTORE_EVENT_TYPES",
+    "DocumentEvent",
     "EventRejected",
     "change_of_event",
+    "document_event",
     "micros",
     "split_document_name",
 ]
@@ -90,16 +93,28 @@ def _event_time(event: Any) -> int:
     return micros(dt.datetime.now(dt.UTC))
 
 
-def change_of_event(event: Any) -> Change:
-    """The change a Firestore document CloudEvent describes.
+@dataclass(frozen=True)
+class DocumentEvent:
+    """A Firestore document event as the task mode reads it: the document after the
+    write (``data`` is ``None`` for a delete) and the update time it was written at."""
 
-    ``event`` is a ``cloudevents`` ``CloudEvent`` (what the Functions Framework hands a
-    ``cloud_event`` function). ``seq`` is the document's update time in microseconds (a
-    delete: the event's time), as the ``firestore_listen`` source numbers changes, so a
-    platform retry of one event is the same change. ``EventRejected`` names what is wrong
-    with an event of another type, a payload that is not ``DocumentEventData`` or a
-    document path that is not one.
-    """
+    kind: str  # the event type's last part: created, updated, deleted or written
+    path: str  # the document's path, e.g. "invites/i1"
+    data: dict[str, Any] | None
+    update_time: dt.datetime | None
+
+    @property
+    def collection(self) -> str:
+        return self.path.rpartition("/")[0]
+
+    @property
+    def doc_id(self) -> str:
+        return self.path.rpartition("/")[2]
+
+
+def _decoded(event: Any) -> tuple[str, Any, Any, str]:
+    """The event's type, its ``value`` and ``old_value`` (raw protobuf, ``None`` when
+    absent) and the document's resource name; ``EventRejected`` saying what is wrong."""
     from google.events.cloud.firestore_v1.types import (  # type: ignore[import-untyped]
         data as firestore_data,
     )
@@ -132,9 +147,42 @@ def change_of_event(event: Any) -> Change:
         if not subject:
             raise EventRejected("the event names no document (no value, old_value or subject)")
         name = subject
+    return kind, after, before, name
+
+
+def change_of_event(event: Any) -> Change:
+    """The change a Firestore document CloudEvent describes.
+
+    ``event`` is a ``cloudevents`` ``CloudEvent`` (what the Functions Framework hands a
+    ``cloud_event`` function). ``seq`` is the document's update time in microseconds (a
+    delete: the event's time), as the ``firestore_listen`` source numbers changes, so a
+    platform retry of one event is the same change. ``EventRejected`` names what is wrong
+    with an event of another type, a payload that is not ``DocumentEventData`` or a
+    document path that is not one.
+    """
+    _kind, after, before, name = _decoded(event)
     collection, doc_id = split_document_name(name)
     if after is None:
         return Change(_event_time(event), collection, doc_id, ChangeOp.DELETE, None, 0.0)
     seq = micros(after.update_time) if after.HasField("update_time") else _event_time(event)
     op = ChangeOp.CREATE if before is None else ChangeOp.UPDATE
     return Change(seq, collection, doc_id, op, _document(after), seq / 1e6)
+
+
+def document_event(event: Any) -> DocumentEvent:
+    """The document a Firestore document CloudEvent carries, with its update time (to the
+    microsecond, Firestore's precision), for the task mode; ``EventRejected`` as
+    ``change_of_event``. A ``deleted`` event, or one without ``value``, has no data."""
+    kind, after, _before, name = _decoded(event)
+    collection, doc_id = split_document_name(name)
+    path = f"{collection}/{doc_id}"
+    short = kind.removeprefix(_PREFIX)
+    if after is None or short == "deleted":
+        return DocumentEvent(short, path, None, None)
+    update_time = None
+    if after.HasField("update_time"):
+        stamp = after.update_time
+        update_time = dt.datetime.fromtimestamp(stamp.seconds, tz=dt.UTC).replace(
+            microsecond=stamp.nanos // 1000
+        )
+    return DocumentEvent(short, path, _document(after), update_time)

@@ -15,8 +15,14 @@ from onto_core.config import OntoConfig, load_config
 from onto_core.models.datastore import Change, ChangeOp
 from onto_core.protocols import Message, RuntimeContext
 from onto_core.runtime import maybe_await, running
-from onto_functions._events import EventRejected, change_of_event, micros
-from onto_functions._source import EVENT_ID_HEADER, started_source
+from onto_functions._events import (
+    DocumentEvent,
+    EventRejected,
+    change_of_event,
+    document_event,
+    micros,
+)
+from onto_functions._source import EVENT_ID_HEADER, TaskMode, started_source
 
 __all__ = ["FunctionHost"]
 
@@ -57,13 +63,44 @@ class FunctionHost:
         invocation fails (500) and the platform delivers the event again.
         """
         event_id = _attribute(event, "id") or "(no id)"
+        event_type = str(_attribute(event, "type") or "")
+        tasks = self._task_mode(pipeline)
         try:
-            change = change_of_event(event)
+            if tasks is not None:
+                document = document_event(event)
+            else:
+                change = change_of_event(event)
         except EventRejected as exc:
             self.reject(pipeline, event, exc)
             _abort(400, f"event {event_id} rejected: {exc}")
             return
-        self.deliver(pipeline, change, event_id, str(_attribute(event, "type") or ""))
+        if tasks is None:
+            self.deliver(pipeline, change, event_id, event_type)
+        else:
+            self.deliver_task(pipeline, document, event_id, event_type)
+
+    def deliver_task(
+        self, pipeline: str, event: DocumentEvent, event_id: str, event_type: str = ""
+    ) -> str:
+        """Task mode: commit the trigger ``event`` carries through ``pipeline`` and wait.
+
+        Returns (and, in a request, answers as the body) the outcome: ``applied``,
+        ``taken``, ``stale``, ``gone``, or ``not a task: <why>`` for an event that is no
+        task, which is answered from its payload alone: the runtime is not even started
+        for it, so it reads nothing. Raises when the commit failed (500: the platform
+        delivers the event again).
+        """
+        tasks = self._task_mode(pipeline)
+        if tasks is None:
+            raise KeyError(f"pipeline {pipeline!r} has no cloud_event source in task mode")
+        why = tasks.not_a_task(event)
+        if why is not None:
+            answer = f"not a task: {why}"
+        else:
+            answer = self._source(pipeline).deliver_task(event, event_id, event_type)
+        log.info("event %s (%s): %s", event_id, event.path, answer)
+        _answer(answer)
+        return answer
 
     def deliver(self, pipeline: str, change: Change, event_id: str, event_type: str = "") -> None:
         """Put one change through ``pipeline`` (a ``cloud_event`` source) and wait."""
@@ -80,6 +117,16 @@ class FunctionHost:
         path = snapshot.reference.path
         collection, _, doc_id = path.rpartition("/")
         after = event.data.after
+        if self._task_mode(pipeline) is not None:
+            alive = after is not None and after.exists
+            document = DocumentEvent(
+                "written",
+                path,
+                (after.to_dict() or {}) if alive else None,
+                after.update_time if alive else None,
+            )
+            self.deliver_task(pipeline, document, str(event.id))
+            return
         if after is None or not after.exists:
             seq = _micros_of(event.time)
             change = Change(seq, collection, doc_id, ChangeOp.DELETE, None, seq / 1e6)
@@ -132,6 +179,12 @@ class FunctionHost:
             log.error("could not dead-letter event %s: %s", event_id, exc)
 
     # --- the runtime --------------------------------------------------------------------
+
+    def _task_mode(self, pipeline: str) -> TaskMode | None:
+        """The task settings of ``pipeline``'s ``cloud_event`` source, if in task mode."""
+        spec = self.config.pipelines.get(pipeline)
+        tasks = getattr(spec.source.config, "tasks", None) if spec is not None else None
+        return tasks if isinstance(tasks, TaskMode) else None
 
     def _source(self, pipeline: str) -> Any:
         if pipeline not in self.config.pipelines:
@@ -186,6 +239,21 @@ async def _dead_letter(pipeline: str, spec: Any, message: Message) -> None:
         close = getattr(sink, "close", None)
         if close is not None:
             await maybe_await(close())
+
+
+def _answer(text: str) -> None:
+    """Make ``text`` the body of the current request's answer (when there is one)."""
+    import flask
+
+    if not flask.has_request_context():
+        return
+
+    def body(response: Any) -> Any:
+        if response.status_code == 200:
+            response.set_data(text)
+        return response
+
+    flask.after_this_request(body)
 
 
 def _abort(status: int, description: str) -> None:
