@@ -290,11 +290,7 @@ def change_message(collections: Sequence[str] | None = None) -> AsyncMessage:
         title="Datastore change",
         summary="A document was created, updated or deleted.",
         payload=payload,
-        headers={
-            "type": "object",
-            "description": "None: a change carries no headers.",
-            "additionalProperties": False,
-        },
+
         key={"type": "string", "description": "The document: collection/docId."},
     )
 

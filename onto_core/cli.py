@@ -167,6 +167,33 @@ def run(file: str) -> None:
 
 
 @cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the document to this file instead of printing it.",
+)
+def asyncapi(file: str, out: Path | None) -> None:
+    """Print the AsyncAPI 3.0 document of FILE: every channel it exposes or consumes.
+
+    The same document a running config serves at /asyncapi.json. Nothing connects.
+    """
+    from onto_core.asyncapi import asyncapi_document
+
+    document = asyncapi_document(load_config(file))
+    text = json.dumps(document, indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or exc}", 1)
+    click.echo(f"wrote the AsyncAPI document of {file} to {out}", err=True)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(as_json: bool) -> None:
     """List installed plugins: name, version, hooks and components.

@@ -3,7 +3,8 @@
 Installing it adds no component of its own: it starts every server the REST, JSON-RPC
 and WebSocket components claimed once the runtime has started them all, and stops the
 servers when the runtime stops. Each server also serves the runtime's Prometheus
-metrics at ``/metrics``, requests by route and status among them.
+metrics at ``/metrics``, requests by route and status among them, and the AsyncAPI
+document of the running config at ``/asyncapi.json``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from onto_core import hookimpl
+from onto_web.asyncapi import serve_asyncapi
 from onto_web.auth import AuthConfig, Authenticator, AuthError, TokenEntry, bearer_token
 from onto_web.metrics import WebRequestsCollector, serve_metrics
 from onto_web.rooms import ViewRooms
@@ -57,6 +59,10 @@ def runtime_started(runtime: Any) -> None:
         registry.register(WebRequestsCollector())
         for server in servers:
             serve_metrics(server, registry)
+    config = getattr(runtime, "config", None)
+    if config is not None:
+        for server in servers:
+            serve_asyncapi(server, config)
     start_claimed()
 
 
