@@ -176,6 +176,10 @@ def flink_settings(config: FlinkConfig) -> dict[str, str]:
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": "3",
         "restart-strategy.fixed-delay.delay": "2 s",
+        # The rising-versions step runs in Python workers, which take records in bundles:
+        # a bundle goes out when full or after this many ms (Flink's default, 1,000 ms,
+        # would hold each update up to a second).
+        "python.fn-execution.bundle.time": "20",
     }
     if config.mini_batch_latency_ms:
         settings.update(
