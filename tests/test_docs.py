@@ -20,6 +20,7 @@ from onto_core.config import (
     MetricsEndpoint,
     RetryPolicy,
     RuntimeSettings,
+    TracingSettings,
     _PipelineShape,
     _RootShape,
 )
@@ -121,6 +122,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("", _RootShape),
     ("runtime.", RuntimeSettings),
     ("runtime.metrics.", MetricsEndpoint),
+    ("runtime.tracing.", TracingSettings),
     ("", _PipelineShape),
     ("retry.", RetryPolicy),
     ("batch.", BatchPolicy),
