@@ -249,3 +249,84 @@ def test_a_file_exporter_without_a_path_is_a_config_error() -> None:
 def test_messages_keep_a_traceparent_they_arrived_with_when_untraced() -> None:
     message = Message({"n": 1}, headers={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
     assert message.derive({"n": 2}).headers["traceparent"] == message.headers["traceparent"]
+
+
+def set_attendance_over(transport: str, url: str, traceparent: str) -> Any:
+    """Joshua leaves meeting-1 through ``transport``, the caller's ``traceparent`` sent
+    the way that transport carries it; the answer."""
+    if transport == "websocket":
+        client = ViewClient().connect(url)
+        try:
+            return client.call(
+                "action",
+                {
+                    "view": "meeting_session",
+                    "key": "meeting-1/joshua",
+                    "action": "set_attendance",
+                    "arguments": {"attending": False},
+                    "traceparent": traceparent,
+                },
+            )
+        finally:
+            client.close()
+    headers = {"traceparent": traceparent}
+    if transport == "jsonrpc":
+        call = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "meeting_session.set_attendance",
+            "params": {"key": "meeting-1/joshua", "attending": False},
+        }
+        return httpx.post(f"{url}/api", json=call, headers=headers, timeout=10).json()
+    mutation = (
+        'mutation { setAttendance(meetingId: "meeting-1", userId: "joshua", attending: false)'
+        " { meetingId } }"
+    )
+    return httpx.post(
+        f"{url}/graphql", json={"query": mutation}, headers=headers, timeout=10
+    ).json()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "jsonrpc", "graphql"])
+def test_an_action_over_any_transport_continues_the_callers_trace(
+    transport: str,
+    store: SqliteDatastore,
+    provider: TracerProvider,
+    spans: InMemorySpanExporter,
+) -> None:
+    port = free_port()
+    config = json.dumps(
+        {
+            "pipelines": {
+                "api": {
+                    "source": {"type": transport, "port": port, "views": [SESSION]},
+                    "processors": [{"type": "api"}],
+                    "sinks": [{"type": "reply"}],
+                }
+            }
+        }
+    )
+    trace_id, caller = secrets.randbits(128), secrets.randbits(64)
+    with running(config, datastore=store, tracer_provider=provider):
+        answer = set_attendance_over(
+            transport, f"http://127.0.0.1:{port}", f"00-{trace_id:032x}-{caller:016x}-01"
+        )
+        succeeded = {
+            "websocket": lambda: answer["status"] == 200,
+            "jsonrpc": lambda: "result" in answer,
+            "graphql": lambda: answer.get("data", {}).get("setAttendance") is not None,
+        }
+        assert succeeded[transport](), answer
+
+        def acked() -> list[ReadableSpan] | None:
+            mine = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
+            return mine if any(s.name == "api ack" for s in mine) else None
+
+        traced = wait_for(acked, f"the {transport} action's spans")
+        # The change the action wrote carries the action's trace in the change feed.
+        (change,) = [c for c in store.changes() if c.doc_id == "meeting-1-joshua"][-1:]
+    action_read = one(traced, "api read")
+    assert parent_of(action_read) == caller
+    action = one(traced, "api process api")
+    assert parent_of(action) == action_read.context.span_id
+    assert change.trace == f"00-{trace_id:032x}-{action.context.span_id:016x}-01"
