@@ -110,7 +110,8 @@ SOURCE_LAG = MetricSpec(
     "gauge",
     "Messages the source has not had processed yet, as the source knows it (source"
     " lag()): changes: feed sequence numbers after its acked position; kafka: end offset"
-    " minus acked position per topic/partition.",
+    " minus acked position per topic/partition; firestore_listen: documents whose newest"
+    " change is not acked.",
     ("pipeline", "component", "partition"),
 )
 VIEWS = MetricSpec(

@@ -174,6 +174,20 @@ class FirestoreListenSource:
             self._ready.appendleft(message)
         self._wake.set()
 
+    # --- metrics ------------------------------------------------------------------------
+
+    def lag(self) -> dict[str, int]:
+        """The listener's backlog: documents whose newest change it reported is not acked
+        yet (queued, or read and in the pipeline), as ``{"": count}``; several changes of
+        one document count once, as the catch-up delivers them. ``{}`` before ``start``
+        and once closed. Called from the thread serving a metrics scrape."""
+        if self._loop is None or self._closed:
+            return {}
+        with self._lock:
+            changed = sum(1 for d, t in self._seen.items() if self._known.get(d) != t)
+            deleted = sum(1 for d in self._known if d not in self._seen)
+        return {"": changed + deleted}
+
     # --- internals ----------------------------------------------------------------------
 
     def _state_ref(self) -> Any:

@@ -107,3 +107,49 @@ def test_versions_of_one_document_increase(store: FirestoreDatastore) -> None:
 
     seqs = asyncio.run(scenario())
     assert seqs == sorted(set(seqs))
+
+
+async def lag_becomes(source: FirestoreListenSource, count: int) -> None:
+    """Wait (up to 15 s) until the listener has reported ``count`` unacked documents."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while source.lag() != {"": count}:
+        assert asyncio.get_running_loop().time() < deadline, f"lag {source.lag()}, not {count}"
+        await asyncio.sleep(0.02)
+
+
+def test_lag_counts_the_documents_whose_change_is_not_acked(store: FirestoreDatastore) -> None:
+    async def scenario() -> None:
+        source = FirestoreListenSource(
+            FirestoreListenSource.Config(collection="backlog", check_interval=0.1)
+        )
+        assert source.lag() == {}
+        await source.start(RuntimeContext("backlog", "source", logging.getLogger("t"), store))
+        assert source.lag() == {"": 0}
+        for n in range(3):
+            await asyncio.to_thread(store.set, "backlog", f"d{n}", {"n": n})
+        await lag_becomes(source, 3)
+        read = await read_n(source, 3)
+        assert source.lag() == {"": 3}, "read but not acked is still behind"
+        await source.ack_batch(read[:2])
+        assert source.lag() == {"": 1}
+        await source.ack(read[2])
+        assert source.lag() == {"": 0}
+        # Two writes of one document are one document behind, however they are reported.
+        await asyncio.to_thread(store.set, "backlog", "d0", {"n": 10})
+        await asyncio.to_thread(store.set, "backlog", "d0", {"n": 11})
+        await lag_becomes(source, 1)
+        newest: list[Message] = []
+        while not newest or newest[-1].value["data"] != {"n": 11}:
+            assert source.lag() == {"": 1}
+            newest += await read_n(source, 1)
+        await source.ack_batch(newest)
+        assert source.lag() == {"": 0}
+        await asyncio.to_thread(store.delete, "backlog", "d1")
+        await lag_becomes(source, 1)
+        [deleted] = await read_n(source, 1)
+        await source.ack(deleted)
+        assert source.lag() == {"": 0}
+        await source.close()
+        assert source.lag() == {}
+
+    asyncio.run(scenario())
