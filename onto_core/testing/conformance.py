@@ -608,6 +608,25 @@ class SinkConformance:
         assert run(scenario()) == (written if self.keeps_history else written[-1:])
 
 
+def _in_two_threads(rounds: int, call: Callable[[], Any]) -> list[BaseException]:
+    """``call()`` ``rounds`` times in each of two threads at once; the errors raised."""
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(rounds):
+                call()
+        except Exception as exc:  # returned: a thread's error must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return errors
+
+
 class DatastoreConformance:
     """What every datastore must do. Subclass it and supply ``datastore_factory``::
 
@@ -888,25 +907,13 @@ class DatastoreConformance:
     def test_concurrent_transactions_lose_no_update(self, datastore_factory: Datastore) -> None:
         store = datastore_factory
         store.set("counters", "c", {"n": 0})
-        rounds, errors = 50, []
+        rounds = 50
 
         def increment(tx: Any) -> None:
             current = tx.get("counters", "c")
             tx.set("counters", "c", {"n": current["n"] + 1})
 
-        def worker() -> None:
-            try:
-                for _ in range(rounds):
-                    store.transaction(increment, max_attempts=1000)
-            except Exception as exc:  # surfaced below: a thread's error must fail the test
-                errors.append(exc)
-
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert errors == []
+        assert _in_two_threads(rounds, lambda: store.transaction(increment, 1000)) == []
         assert store.get("counters", "c") == {"n": 2 * rounds}
 
     def test_transaction_gives_up_after_max_attempts(self, datastore_factory: Datastore) -> None:
@@ -958,25 +965,16 @@ class DatastoreConformance:
     ) -> None:
         store = datastore_factory
         store.transaction(lambda tx: tx.set("index", "c", {"n": 0}), record_changes=False)
-        rounds, errors = 25, []
+        rounds = 25
 
         def increment(tx: Any) -> None:
             current = tx.get("index", "c")
             tx.set("index", "c", {"n": current["n"] + 1})
 
-        def worker() -> None:
-            try:
-                for _ in range(rounds):
-                    store.transaction(increment, max_attempts=1000, record_changes=False)
-            except Exception as exc:  # surfaced below: a thread's error must fail the test
-                errors.append(exc)
+        def once() -> None:
+            store.transaction(increment, max_attempts=1000, record_changes=False)
 
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert errors == []
+        assert _in_two_threads(rounds, once) == []
         assert store.get("index", "c") == {"n": 2 * rounds}
         assert store.changes() == []
         # A recorded write in between is a conflict for an unrecorded transaction too.
