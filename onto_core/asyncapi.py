@@ -20,6 +20,7 @@ for what it emits, ``receive`` for what it consumes.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -265,6 +266,8 @@ def change_message(collections: Sequence[str] | None = None) -> AsyncMessage:
     collection: dict[str, Any] = {"type": "string", "description": "The document's collection."}
     if collections:
         collection["enum"] = list(collections)
+    from onto_core.models.datastore import ChangeOp
+
     payload = {
         "type": "object",
         "description": "One create, update or delete of a document in the datastore.",
@@ -275,7 +278,7 @@ def change_message(collections: Sequence[str] | None = None) -> AsyncMessage:
             },
             "collection": collection,
             "docId": {"type": "string", "description": "The document's id."},
-            "op": {"type": "string", "enum": ["create", "update", "delete"]},
+            "op": {"type": "string", "enum": [op.value for op in ChangeOp]},
             "data": {
                 "description": "The document after the change (camelCase keys); null for a delete.",
                 "oneOf": [{"type": "object"}, {"type": "null"}],
@@ -290,14 +293,11 @@ def change_message(collections: Sequence[str] | None = None) -> AsyncMessage:
         title="Datastore change",
         summary="A document was created, updated or deleted.",
         payload=payload,
-
         key={"type": "string", "description": "The document: collection/docId."},
     )
 
 
 def _summary(model: type) -> str:
-    import inspect
-
     doc = inspect.getdoc(model) or ""
     return doc.splitlines()[0] if doc else model.__name__
 
@@ -350,7 +350,10 @@ class _Document:
         """The ``components/messages`` name of ``message`` (added when new)."""
         for name, schema in message.schemas.items():
             if self.schemas.setdefault(name, schema) != schema:
-                raise ValueError(f"two different schemas are both named {name!r}")
+                raise ValueError(
+                    f"two different models are both named {name!r}: the AsyncAPI document"
+                    " names schemas by model name, so give one of them another name"
+                )
         entry: dict[str, Any] = {
             "name": message.name,
             "contentType": message.content_type,

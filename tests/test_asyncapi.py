@@ -21,6 +21,7 @@ from examples.meeting_room.seed import seed
 from examples.meeting_room.views import MeetingSession
 from onto_core.asyncapi import REF_TEMPLATE, draft07
 from onto_core.builtin.sqlite import SqliteDatastore
+from onto_core.models.datastore import Change, ChangeOp
 from onto_core.testing import npm_ci, onto_run
 from onto_core.testing.views import built_views
 from onto_websocket.testing import free_port
@@ -158,14 +159,10 @@ def test_kafka_document_names_the_topic_with_its_key_and_payload() -> None:
     key = change["bindings"]["kafka"]["key"]
     assert key["type"] == "string"
     assert "{collection}/{docId}" in key["description"]
-    assert set(change["payload"]["properties"]) == {
-        "seq",
-        "collection",
-        "docId",
-        "op",
-        "data",
-        "timestamp",
-    }
+    # Exactly the fields of a change as the changes source emits it.
+    emitted = Change(7, "tickets", "ticket-1", ChangeOp.UPDATE, {"attendance": False}, 1.5)
+    assert set(change["payload"]["properties"]) == set(emitted.to_dict())
+    assert change["payload"]["required"] == list(emitted.to_dict())
 
 
 def test_view_payload_schema_is_the_view_models_json_schema(tmp_path: Path) -> None:

@@ -173,6 +173,12 @@ def _action_request(view: type[ViewModel], action: str, arguments: dict[str, Any
                     "description": f"The view key: {parts}, joined by '/'.",
                 },
                 "action": {"const": action},
+                "traceparent": {
+                    "type": "string",
+                    "description": "Optional W3C trace context: the action continues this"
+                    " trace (docs/observability.md#traces).",
+                },
+                "tracestate": {"type": "string", "description": "Optional W3C trace state."},
                 "arguments": {
                     "description": "The action's arguments by parameter name (omitted or"
                     " null when none is required).",
