@@ -260,3 +260,33 @@ def test_a_bad_config_is_the_error_onto_run_gives(tmp_path: Path) -> None:
         check=False,
     )
     assert (run.returncode, run.stderr) == (printed.returncode, printed.stderr)
+
+
+def test_views_to_a_kafka_topic_template_pass_the_parser(parse: Any, tmp_path: Path) -> None:
+    config = tmp_path / "views.yaml"
+    config.write_text(
+        f"""
+datastore: {{type: sqlite, path: "{tmp_path / "onto.db"}"}}
+pipelines:
+  views:
+    source: {{type: kafka, topics: [changes], group_id: viewers, partitions: all}}
+    processors:
+      - {{type: kafka_decode, value_format: json}}
+      - {{type: view, view: "examples.meeting_room.views:MeetingSession"}}
+    sinks:
+      - {{type: kafka, topic: "views-{{view}}", value_format: json}}
+""",
+        encoding="utf-8",
+    )
+    document = document_of(config, KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092")
+    result = parse(document, tmp_path)
+    assert [d for d in result["diagnostics"] if d["severity"] == ERROR] == []
+    assert addresses(document) == {"changes": "receive", "views-{view}": "send"}
+    published = next(c for c in document["channels"].values() if c["address"] == "views-{view}")
+    assert list(published["parameters"]) == ["view"]
+    assert channel_messages(document, "views-{view}") == ["MeetingSessionUpdate"]
+    update = document["components"]["messages"]["MeetingSessionUpdate"]
+    assert update["headers"]["required"] == ["onto-view", "onto-version"]
+    assert update["bindings"]["kafka"]["key"]["type"] == "string"
+    group = document["operations"]["receive_changes"]["bindings"]["kafka"]["groupId"]
+    assert group["enum"] == ["viewers"]
