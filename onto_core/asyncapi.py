@@ -367,9 +367,13 @@ class _Document:
             entry["headers"] = dict(message.headers)
         if message.bindings:
             entry["bindings"] = dict(message.bindings)
-        name = _id(message.name)
+        # The same message from two components is listed once; another of the same
+        # name gets the first free "<name>_<n>".
+        base = name = _id(message.name)
+        n = 1
         while name in self.messages and self.messages[name] != entry:
-            name = _unique(name, self.messages)
+            n += 1
+            name = f"{base}_{n}"
         self.messages[name] = entry
         return name
 
