@@ -13,13 +13,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pytest
+from pydantic import BaseModel, Field
 
 from examples.meeting_room.seed import seed
 from examples.meeting_room.views import MeetingSession
-from onto_core.asyncapi import REF_TEMPLATE, draft07
+from onto_core.asyncapi import REF_TEMPLATE, draft07, model_schemas
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.models.datastore import Change, ChangeOp
 from onto_core.testing import npm_ci, onto_run
@@ -290,3 +291,48 @@ pipelines:
     assert update["bindings"]["kafka"]["key"]["type"] == "string"
     group = document["operations"]["receive_changes"]["bindings"]["kafka"]["groupId"]
     assert group["enum"] == ["viewers"]
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"] = "cat"
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"] = "dog"
+
+
+class Household(BaseModel):
+    size: tuple[int, str]
+    pet: Annotated[Cat | Dog, Field(discriminator="kind")]
+    first: Cat = Field(default_factory=Cat, description="The first pet.")
+
+
+def test_draft07_rewrites_what_draft_07_lacks_and_the_parser_accepts_it(
+    parse: Any, tmp_path: Path
+) -> None:
+    refs, schemas = model_schemas([(Household, "validation")])
+    properties = schemas["Household"]["properties"]
+    assert properties["size"]["items"] == [{"type": "integer"}, {"type": "string"}]
+    assert properties["size"]["additionalItems"] is False
+    assert "prefixItems" not in properties["size"]
+    assert properties["pet"]["discriminator"] == "kind"
+    assert properties["first"] == {
+        "allOf": [{"$ref": "#/components/schemas/Cat"}],
+        "description": "The first pet.",
+    }
+    document = {
+        "asyncapi": "3.0.0",
+        "info": {"title": "households", "version": "1"},
+        "channels": {
+            "households": {
+                "address": "households",
+                "messages": {"Household": {"$ref": "#/components/messages/Household"}},
+            }
+        },
+        "components": {
+            "schemas": schemas,
+            "messages": {"Household": {"payload": refs[(Household, "validation")]}},
+        },
+    }
+    result = parse(document, tmp_path)
+    assert [d for d in result["diagnostics"] if d["severity"] == ERROR] == []
