@@ -94,11 +94,11 @@ def test_every_route_lives_under_path(serve: Callable[..., Endpoint]) -> None:
     assert rpc.call("user_view.get", ["joshua"])["result"]["userId"] == "joshua"
     port = int(rpc.root.rsplit(":", 1)[1])
     app = get_server("127.0.0.1", port).app
-    # The shared server's own: static files, and /metrics (onto-web).
+    # The shared server's own: static files, /metrics and /asyncapi.json (onto-web).
     routes = [
         rule.rule
         for rule in app.url_map.iter_rules()
-        if rule.endpoint not in ("static", "onto_metrics")
+        if rule.endpoint not in ("static", "onto_metrics", "onto_asyncapi")
     ]
     assert "/rpc/v1" in routes
     assert "/rpc/v1/browse/" in routes
