@@ -82,7 +82,7 @@ MESSAGES = MetricSpec(
     "onto_messages_total",
     "counter",
     "Messages by what became of them. outcome: in (read; component: the source), out"
-    " (confirmed by a sink, once per sink; component: sinks), failed (failed attempts of"
+    " (confirmed by a sink; component: that sink), failed (failed attempts of"
     " any stage), retried, dead_lettered (component: any), acked, nacked (component:"
     " the source).",
     ("pipeline", "component", "outcome"),
@@ -185,7 +185,7 @@ class RuntimeCollector(SpecCollector):
             source = runner.source.label
             counts = {
                 ("in", source): figures.messages_in,
-                ("out", "sinks"): figures.messages_out,
+                **{("out", s.label): figures.out_by_sink.get(s.label, 0) for s in runner.sinks},
                 ("failed", "any"): figures.failed,
                 ("retried", "any"): figures.retried,
                 ("dead_lettered", "any"): figures.dead_lettered,

@@ -3,22 +3,28 @@ the ``runtime.metrics`` server, and parsed with prometheus_client's own text par
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from pydantic import BaseModel, ConfigDict
 
 from examples.meeting_room.seed import seed
+from onto_core import plugins
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.config import load_config
+from onto_core.errors import SinkError
+from onto_core.hookspecs import hookimpl
 from onto_core.prometheus import RUNTIME_METRICS
+from onto_core.protocols import Guarantee, Message
 from onto_core.runtime import Runtime
 from onto_core.testing import running
 from onto_web.metrics import WEB_METRICS
@@ -107,7 +113,6 @@ def test_meeting_room_metrics_match_the_runtime_after_known_actions(
             source = next(r.source.label for n, r in runtime.runners.items() if n == pipeline)
             for outcome, component in [
                 ("in", source),
-                ("out", "sinks"),
                 ("failed", "any"),
                 ("retried", "any"),
                 ("dead_lettered", "any"),
@@ -116,6 +121,12 @@ def test_meeting_room_metrics_match_the_runtime_after_known_actions(
             ]:
                 labels = {"pipeline": pipeline, "component": component, "outcome": outcome}
                 assert value(samples, "onto_messages_total", **labels) == counts[outcome], labels
+            runner = runtime.runners[pipeline]
+            for sink in runner.sinks:
+                labels = {"pipeline": pipeline, "component": sink.label, "outcome": "out"}
+                sunk = counts["out_by_sink"].get(sink.label, 0)
+                assert value(samples, "onto_messages_total", **labels) == sunk, labels
+            assert sum(counts["out_by_sink"].values()) == counts["out"]
             count = value(samples, "onto_message_latency_seconds_count", pipeline=pipeline)
             assert count == counts["acked"]
             inf = value(
@@ -199,3 +210,93 @@ pipelines:
         assert_bounded_labels(samples)
     with pytest.raises(urllib.error.URLError, match="refused"):  # stopped with the runtime
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+class OddRefusingSink:
+    """Confirms even numbers and refuses odd ones (a sink some messages fail in)."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
+        {Guarantee.AT_MOST_ONCE, Guarantee.AT_LEAST_ONCE}
+    )
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def write(self, messages: list[Message]) -> None:
+        for message in messages:
+            if message.value["n"] % 2:
+                raise SinkError(f"odd: {message.value['n']}", message_id=message.id)
+
+
+class TenNumbersSource:
+    """Numbers 0 to 9, then nothing more (without ending, as a broker would)."""
+
+    guarantees: ClassVar[frozenset[Guarantee]] = frozenset(
+        {Guarantee.AT_MOST_ONCE, Guarantee.AT_LEAST_ONCE}
+    )
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config) -> None:
+        self.numbers = [Message({"n": n}) for n in range(10)]
+
+    async def read(self) -> Message | None:
+        if self.numbers:
+            return self.numbers.pop(0)
+        await asyncio.Event().wait()  # until the runtime stops the pipeline
+        return None
+
+    def ack(self, message: Message) -> None:
+        pass
+
+    def nack(self, message: Message, error: BaseException) -> None:
+        self.numbers.append(message)
+
+
+class OddRefusingPlugin:
+    @hookimpl
+    def register_components(self, register: plugins.ComponentRegistrar) -> None:
+        register.source("ten_numbers", TenNumbersSource)
+        register.sink("odd_refusing", OddRefusingSink)
+
+
+def test_out_is_counted_per_sink(tmp_path: Path) -> None:
+    port = free_port()
+    name = plugins.register_plugin(OddRefusingPlugin(), name="metrics-tests")
+    config = f"""
+runtime: {{metrics: {{port: {port}}}}}
+pipelines:
+  numbers:
+    source: {{type: ten_numbers}}
+    sinks:
+      - {{type: file, path: "{tmp_path / "all.jsonl"}"}}
+      - {{type: odd_refusing}}
+    retry: {{max_attempts: 1}}
+    dead_letter: {{type: file, path: "{tmp_path / "dead.jsonl"}"}}
+"""
+    try:
+        with running(config) as runtime:
+            samples = wait_for(
+                lambda: (
+                    (s := scrape(f"http://127.0.0.1:{port}/metrics"))
+                    and value(s, "onto_messages_total", outcome="acked") == 10
+                    and s
+                ),
+                "10 messages acked",
+            )
+            figures = runtime.metrics()["numbers"]
+    finally:
+        plugins.unregister_plugin(name)
+
+    def out(component: str) -> float | None:
+        return value(samples, "onto_messages_total", component=component, outcome="out")
+
+    assert out("sinks[0] (file)") == 10
+    assert out("sinks[1] (odd_refusing)") == 5
+    assert value(samples, "onto_messages_total", outcome="dead_lettered") == 5
+    assert figures["out_by_sink"] == {"sinks[0] (file)": 10, "sinks[1] (odd_refusing)": 5}
+    assert figures["out"] == 15

@@ -34,7 +34,8 @@ class PipelineMetrics:
     """What a pipeline has done so far.
 
     ``messages_in`` counts messages read; ``messages_out`` messages confirmed by a sink
-    (once per sink); ``failed`` failed attempts of any stage; ``retried`` retries made;
+    (once per sink), and ``out_by_sink`` the same per sink (by its label, through
+    ``sunk``); ``failed`` failed attempts of any stage; ``retried`` retries made;
     ``dead_lettered`` messages handed to the dead-letter sink; ``acked`` and ``nacked``
     what went back to the source. Latency is read → done, in seconds, over the last
     ``window`` messages; ``latency_buckets`` counts every message since the start by
@@ -45,6 +46,7 @@ class PipelineMetrics:
     pipeline: str
     messages_in: int = 0
     messages_out: int = 0
+    out_by_sink: dict[str, int] = field(default_factory=dict)
     failed: int = 0
     retried: int = 0
     dead_lettered: int = 0
@@ -59,6 +61,11 @@ class PipelineMetrics:
 
     def __post_init__(self) -> None:
         self._latencies = deque(maxlen=self.window)
+
+    def sunk(self, sink: str, count: int) -> None:
+        """``count`` messages confirmed by the sink labelled ``sink``."""
+        self.messages_out += count
+        self.out_by_sink[sink] = self.out_by_sink.get(sink, 0) + count
 
     def observe_latencies(self, now: float, read_at: list[float]) -> None:
         """Record the read → done time of each message of a batch: read at ``read_at``,
@@ -107,6 +114,7 @@ class PipelineMetrics:
             "pipeline": self.pipeline,
             "in": self.messages_in,
             "out": self.messages_out,
+            "out_by_sink": dict(self.out_by_sink),
             "failed": self.failed,
             "retried": self.retried,
             "dead_lettered": self.dead_lettered,

@@ -479,7 +479,7 @@ class PipelineRunner:
                 await write(chunk)
             except Exception as exc:
                 return start, exc
-            self.metrics.messages_out += len(chunk)
+            self.metrics.sunk(sink.label, len(chunk))
         return None
 
     def _items(self, messages: list[Message], read_at: list[float]) -> list[_Item]:
@@ -778,7 +778,7 @@ class PipelineRunner:
                 if error is None:
                     try:
                         await write([out for _, out in chunk])
-                        self.metrics.messages_out += len(chunk)
+                        self.metrics.sunk(sink.label, len(chunk))
                         continue
                     except Exception as exc:
                         error = exc
@@ -796,7 +796,7 @@ class PipelineRunner:
                 continue
             for item, out in chunk:
                 if await self._attempt(functools.partial(write, [out]), out, sink.label, left):
-                    self.metrics.messages_out += 1
+                    self.metrics.sunk(sink.label, 1)
                 else:
                     await self._dead_letter(item, out, sink.label)
 
@@ -816,7 +816,7 @@ class PipelineRunner:
             if await self._attempt(
                 functools.partial(write, [out]), out, sink.label, first_try=True
             ):
-                self.metrics.messages_out += 1
+                self.metrics.sunk(sink.label, 1)
             else:
                 item.deferred = True
                 if key is not None:
@@ -853,7 +853,7 @@ class PipelineRunner:
         batch = outputs(done)
         try:
             written = await write(batch, [item.message for item in done], source)
-            self.metrics.messages_out += written if isinstance(written, int) else len(batch)
+            self.metrics.sunk(sink.label, written if isinstance(written, int) else len(batch))
             return
         except Exception as exc:
             self.metrics.failed += 1
@@ -867,7 +867,7 @@ class PipelineRunner:
             result = await self._attempt(call, probe, sink.label, max(1, self._attempts - 1))
             if result is not None:
                 written = result[0]
-                self.metrics.messages_out += written if isinstance(written, int) else len(outs)
+                self.metrics.sunk(sink.label, written if isinstance(written, int) else len(outs))
                 carried = []
                 continue
             for out in outs:
