@@ -113,7 +113,16 @@ class Change:
             op=ChangeOp(data["op"]),
             data=data.get("data"),
             timestamp=float(data.get("timestamp", 0.0)),
+            trace=data.get("trace"),
         )
+
+    def log_entry(self) -> dict[str, Any]:
+        """``to_dict`` plus the ``trace`` when there is one: what a datastore keeping its
+        change log as documents stores (``from_dict`` reads it back)."""
+        entry = self.to_dict()
+        if self.trace is not None:
+            entry["trace"] = self.trace
+        return entry
 
     def to_dict(self) -> dict[str, Any]:
         return {

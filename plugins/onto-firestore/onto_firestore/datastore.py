@@ -47,6 +47,7 @@ from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, OpenIn
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import DocKey, Transaction, run_transaction
 from onto_core.protocols import RuntimeContext
+from onto_core.tracing import current_traceparent
 
 __all__ = ["FirestoreDatastore", "make_client"]
 
@@ -365,14 +366,15 @@ class FirestoreDatastore(OpenInBlock):
             batch = self.client.batch()
             log = self.client.collection(self.config.changes_collection)
             now = time.time()
+            trace = current_traceparent()  # the writer's span, so the feed continues its trace
             changes: list[Change] = []
             # Log entries first: a store applying writes one by one stops at a lost claim
             # before touching any document.
             for offset, (key, op, data) in enumerate(planned if record_changes else ()):
                 stored = None if op is ChangeOp.DELETE else data
-                change = Change(first + offset, key[0], key[1], op, stored, now)
+                change = Change(first + offset, key[0], key[1], op, stored, now, trace)
                 changes.append(change)
-                batch.create(log.document(f"{change.seq:0{_SEQ_WIDTH}d}"), change.to_dict())
+                batch.create(log.document(f"{change.seq:0{_SEQ_WIDTH}d}"), change.log_entry())
             for key, op, data in planned:
                 found = current[key]
                 ref = self._doc(*key)
@@ -411,7 +413,8 @@ class FirestoreDatastore(OpenInBlock):
             if commit_time is not None:
                 stamp = commit_time.timestamp()
                 changes = [
-                    Change(c.seq, c.collection, c.doc_id, c.op, c.data, stamp) for c in changes
+                    Change(c.seq, c.collection, c.doc_id, c.op, c.data, stamp, c.trace)
+                    for c in changes
                 ]
             return changes
 

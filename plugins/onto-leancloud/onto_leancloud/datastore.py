@@ -51,6 +51,7 @@ from onto_core.errors import ConflictError, DatastoreError
 from onto_core.models.datastore import Change, ChangeListeners, ChangeOp, OpenInBlock, ViewRecord
 from onto_core.models.query import Condition, check_conditions, matches, sort_rows
 from onto_core.models.transaction import DocKey, Transaction, run_transaction
+from onto_core.tracing import current_traceparent
 from onto_leancloud._client import (
     LeanCloudClient,
     LeanCloudConflict,
@@ -464,11 +465,10 @@ class LeanCloudDatastore(OpenInBlock):
         last: LeanCloudError | None = None
         for _ in range(_ATTEMPTS):
             seq = self._next_seq or self.last_seq() + 1
-            change = Change(
-                seq, key[0], key[1], op, None if op is ChangeOp.DELETE else data, time.time()
-            )
+            data = None if op is ChangeOp.DELETE else data
+            change = Change(seq, key[0], key[1], op, data, time.time(), current_traceparent())
             try:
-                self.client.create(self.config.changes_class, change.to_dict())
+                self.client.create(self.config.changes_class, change.log_entry())
             except LeanCloudDuplicate as exc:  # another process took this seq
                 self._next_seq = 0
                 last = exc
