@@ -63,7 +63,9 @@ pipelines:
 class FunctionServer:
     """``functions-framework --target NAME`` serving a built folder on 127.0.0.1."""
 
-    def __init__(self, folder: Path, target: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, folder: Path, target: str, env: dict[str, str], signature_type: str | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.output: list[str] = []
@@ -78,6 +80,9 @@ class FunctionServer:
                 str(folder / "main.py"),
                 "--target",
                 target,
+                # What a deployment sets for a function no Functions Framework decorator
+                # types (a Firebase trigger is a CloudEvent function the SDK wraps).
+                *(["--signature-type", signature_type] if signature_type else []),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -139,8 +144,8 @@ def function_env(
 def serve(function_env: dict[str, str]) -> Iterator[Callable[..., FunctionServer]]:
     started: list[FunctionServer] = []
 
-    def start(folder: Path, target: str) -> FunctionServer:
-        server = FunctionServer(folder, target, function_env)
+    def start(folder: Path, target: str, signature_type: str | None = None) -> FunctionServer:
+        server = FunctionServer(folder, target, function_env, signature_type)
         started.append(server)
         server.wait_for(lambda line: "Booting worker" in line, "its worker booting")
         return server
