@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from pydantic import BaseModel, ConfigDict
+from waiting import wait_for
 
 from examples.meeting_room.seed import seed
 from onto_core import plugins
@@ -48,15 +48,6 @@ def scrape(url: str, headers: dict[str, str] | None = None) -> list[Sample]:
 def value(samples: list[Sample], name: str, **labels: str) -> float | None:
     found = [s.value for s in samples if s.name == name and labels.items() <= s.labels.items()]
     return sum(found) if found else None
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while (result := check()) is None or result is False:
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-    return result
 
 
 @pytest.fixture

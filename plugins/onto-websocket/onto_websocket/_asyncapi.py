@@ -84,22 +84,27 @@ def _server(config: WebEndpointConfig) -> AsyncServer:
     )
 
 
-def _target(view: type[ViewModel], event: str) -> AsyncMessage:
+def _view_and_key(view: type[ViewModel]) -> dict[str, Any]:
+    """The ``view`` and ``key`` properties every event naming one view key has."""
     parts = "/".join(view.key_fields)
+    return {
+        "view": {"const": view.view_name},
+        "key": {
+            "type": "string",
+            "minLength": 1,
+            "description": f"The view key: {parts}, joined by '/'.",
+        },
+    }
+
+
+def _target(view: type[ViewModel], event: str) -> AsyncMessage:
     return AsyncMessage(
         name=f"{event.capitalize()}{view.__name__}",
         title=f"{event} {view.view_name}",
         summary=f"{event.capitalize()} the {view.view_name} view at one key.",
         payload={
             "type": "object",
-            "properties": {
-                "view": {"const": view.view_name},
-                "key": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": f"The view key: {parts}, joined by '/'.",
-                },
-            },
+            "properties": _view_and_key(view),
             "required": ["view", "key"],
         },
     )
@@ -158,7 +163,6 @@ def sink_channels(sink: WebSocketSink) -> list[AsyncChannel]:
 
 
 def _action_request(view: type[ViewModel], action: str, arguments: dict[str, Any]) -> AsyncMessage:
-    parts = "/".join(view.key_fields)
     return AsyncMessage(
         name=f"Action{view.__name__}_{action}",
         title=f"{view.view_name}.{action}",
@@ -166,12 +170,7 @@ def _action_request(view: type[ViewModel], action: str, arguments: dict[str, Any
         payload={
             "type": "object",
             "properties": {
-                "view": {"const": view.view_name},
-                "key": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": f"The view key: {parts}, joined by '/'.",
-                },
+                **_view_and_key(view),
                 "action": {"const": action},
                 "traceparent": {
                     "type": "string",
