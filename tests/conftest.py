@@ -4,6 +4,7 @@
   installed into a temporary directory, once per session.
 - ``onto``: runs the real ``onto`` command in a subprocess, optionally with those plugins
   importable.
+- ``seeded_store``: a sqlite datastore holding the meeting room's seed data.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from examples.meeting_room.seed import seed
+from onto_core.builtin.sqlite import SqliteDatastore
 
 PLUGIN_SOURCES = Path(__file__).parent / "plugins"
 
@@ -74,3 +78,15 @@ def onto(tmp_path: Path) -> OntoCommand:
         )
 
     return run
+
+
+@pytest.fixture
+def seeded_store(tmp_path: Path) -> Iterator[SqliteDatastore]:
+    """A sqlite datastore in ``tmp_path`` holding the meeting room's seed data."""
+    datastore = SqliteDatastore(SqliteDatastore.Config(path=tmp_path / "onto.db"))
+    datastore.open()
+    try:
+        seed(datastore)
+        yield datastore
+    finally:
+        datastore.close()

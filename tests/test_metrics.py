@@ -17,7 +17,6 @@ from prometheus_client.samples import Sample
 from pydantic import BaseModel, ConfigDict
 from waiting import wait_for
 
-from examples.meeting_room.seed import seed
 from onto_core import plugins
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.config import load_config
@@ -51,26 +50,15 @@ def value(samples: list[Sample], name: str, **labels: str) -> float | None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteDatastore]:
-    datastore = SqliteDatastore(SqliteDatastore.Config(path=tmp_path / "onto.db"))
-    datastore.open()
-    try:
-        seed(datastore)
-        yield datastore
-    finally:
-        datastore.close()
-
-
-@pytest.fixture
 def demo(
-    store: SqliteDatastore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    seeded_store: SqliteDatastore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[tuple[Runtime, str]]:
-    """examples/meeting_room/web.yaml on a free port, serving the seeded ``store``."""
+    """examples/meeting_room/web.yaml on a free port, serving ``seeded_store``."""
     monkeypatch.chdir(ROOT)  # web.yaml's page_dir is relative to the repository root
     monkeypatch.setenv("ONTO_PORT", str(free_port()))
     monkeypatch.setenv("ONTO_DB", str(tmp_path / "unused.db"))
     config = load_config(ROOT / "examples" / "meeting_room" / "web.yaml")
-    with running(config, datastore=store) as runtime:
+    with running(config, datastore=seeded_store) as runtime:
         yield runtime, f"http://127.0.0.1:{os.environ['ONTO_PORT']}"
 
 

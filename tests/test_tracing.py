@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from waiting import wait_for
 
-from examples.meeting_room.seed import seed
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.errors import ConfigError
 from onto_core.protocols import Message
@@ -46,17 +44,6 @@ def meeting_room(port: int) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteDatastore]:
-    datastore = SqliteDatastore(SqliteDatastore.Config(path=tmp_path / "onto.db"))
-    datastore.open()
-    try:
-        seed(datastore)
-        yield datastore
-    finally:
-        datastore.close()
-
-
-@pytest.fixture
 def spans() -> InMemorySpanExporter:
     return InMemorySpanExporter()
 
@@ -84,13 +71,13 @@ def parent_of(span: ReadableSpan) -> int | None:
 
 
 def test_a_rest_action_and_the_view_push_it_causes_are_one_trace(
-    store: SqliteDatastore, provider: TracerProvider, spans: InMemorySpanExporter
+    seeded_store: SqliteDatastore, provider: TracerProvider, spans: InMemorySpanExporter
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     trace_id, caller = secrets.randbits(128), secrets.randbits(64)
     traceparent = f"00-{trace_id:032x}-{caller:016x}-01"
-    with running(meeting_room(port), datastore=store, tracer_provider=provider):
+    with running(meeting_room(port), datastore=seeded_store, tracer_provider=provider):
         tijuana = ViewClient().connect(url)
         try:
             tijuana.subscribe("meeting_session", "meeting-1/tijuana")
@@ -133,10 +120,10 @@ def test_a_rest_action_and_the_view_push_it_causes_are_one_trace(
 
 
 def test_a_request_without_traceparent_starts_its_own_trace(
-    store: SqliteDatastore, provider: TracerProvider, spans: InMemorySpanExporter
+    seeded_store: SqliteDatastore, provider: TracerProvider, spans: InMemorySpanExporter
 ) -> None:
     port = free_port()
-    with running(meeting_room(port), datastore=store, tracer_provider=provider):
+    with running(meeting_room(port), datastore=seeded_store, tracer_provider=provider):
         answer = httpx.post(
             f"http://127.0.0.1:{port}/meeting_session/meeting-1/joshua/set_attendance",
             json={"attending": False},
@@ -281,7 +268,7 @@ def set_attendance_over(transport: str, url: str, traceparent: str) -> Any:
 @pytest.mark.parametrize("transport", ["websocket", "jsonrpc", "graphql"])
 def test_an_action_over_any_transport_continues_the_callers_trace(
     transport: str,
-    store: SqliteDatastore,
+    seeded_store: SqliteDatastore,
     provider: TracerProvider,
     spans: InMemorySpanExporter,
 ) -> None:
@@ -298,7 +285,7 @@ def test_an_action_over_any_transport_continues_the_callers_trace(
         }
     )
     trace_id, caller = secrets.randbits(128), secrets.randbits(64)
-    with running(config, datastore=store, tracer_provider=provider):
+    with running(config, datastore=seeded_store, tracer_provider=provider):
         answer = set_attendance_over(
             transport, f"http://127.0.0.1:{port}", f"00-{trace_id:032x}-{caller:016x}-01"
         )
@@ -315,7 +302,7 @@ def test_an_action_over_any_transport_continues_the_callers_trace(
 
         traced = wait_for(acked, f"the {transport} action's spans")
         # The change the action wrote carries the action's trace in the change feed.
-        (change,) = [c for c in store.changes() if c.doc_id == "meeting-1-joshua"][-1:]
+        (change,) = [c for c in seeded_store.changes() if c.doc_id == "meeting-1-joshua"][-1:]
     action_read = one(traced, "api read")
     assert parent_of(action_read) == caller
     action = one(traced, "api process api")

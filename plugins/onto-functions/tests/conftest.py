@@ -17,6 +17,8 @@ from google.cloud import firestore
 
 from onto_firestore import FirestoreDatastore
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cloud_events, for the tests
+
 ROOT = Path(__file__).resolve().parents[3]
 _spec = importlib.util.spec_from_file_location(
     "onto_firestore_test_emulator", ROOT / "plugins/onto-firestore/tests/conftest.py"

@@ -5,60 +5,30 @@ the Firestore emulator."""
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from click.testing import CliRunner
+from cloud_events import PARTICIPANTS, attending, document_event, post_binary, sessions
 
 from examples.meeting_room.seed import seed
 from onto_core.cli import add_plugin_commands, cli
 from onto_firestore import FirestoreDatastore
 from onto_functions._backfill import backfill
 
-_spec = importlib.util.spec_from_file_location(
-    "onto_functions_test_events_firebase",
-    Path(__file__).with_name("test_functions_firestore_events.py"),
-)
-assert _spec is not None
-assert _spec.loader is not None
-_events = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_events)  # the CloudEvent helpers of the trigger tests
-attending = _events.attending
-document_event = _events.document_event
-sessions = _events.sessions
-PARTICIPANTS = _events.PARTICIPANTS
-
 pytestmark = pytest.mark.slow
 
 
-def post_firebase(
-    server: Any, event_id: str, kind: str, path: str, body: bytes
-) -> requests.Response:
-    """A Firestore event in binary mode with the extension attributes Eventarc sets, which
-    the firebase-functions SDK reads (``document``, ``database``, ``project``, ...)."""
-    return requests.post(
-        server.url,
-        data=body,
-        headers={
-            "ce-id": event_id,
-            "ce-specversion": "1.0",
-            "ce-type": f"google.cloud.firestore.document.v1.{kind}",
-            "ce-source": "//firestore.googleapis.com/projects/p/databases/(default)",
-            "ce-subject": f"documents/{path}",
-            "ce-time": "2026-01-01T00:00:00.000000Z",
-            "ce-location": "nam5",
-            "ce-project": "p",
-            "ce-namespace": "(default)",
-            "ce-database": "(default)",
-            "ce-document": path,
-            "Content-Type": "application/protobuf",
-        },
-        timeout=60,
-    )
+def firebase_attributes(path: str) -> dict[str, str]:
+    """The extension attributes Eventarc sets, which the firebase-functions SDK reads."""
+    return {
+        "ce-location": "nam5",
+        "ce-project": "p",
+        "ce-namespace": "(default)",
+        "ce-document": path,
+    }
 
 
 def test_the_firebase_entry_point_updates_every_participant(
@@ -92,7 +62,10 @@ def test_the_firebase_entry_point_updates_every_participant(
     store.set("tickets", "meeting-1-joshua", {**old, "attendance": False})
     body, _ = document_event(client, "tickets/meeting-1-joshua", old)
     event_id = f"evt-{uuid.uuid4()}"
-    response = post_firebase(server, event_id, "written", "tickets/meeting-1-joshua", body)
+    path = "tickets/meeting-1-joshua"
+    response = post_binary(
+        server, event_id, "written", f"documents/{path}", body, firebase_attributes(path)
+    )
     assert response.status_code == 200, response.text + "".join(server.output[-30:])
 
     after = sessions(store)

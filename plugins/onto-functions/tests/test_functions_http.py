@@ -4,7 +4,6 @@ request runs an action and answers, and the write's event updates every particip
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,24 +11,12 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
+from cloud_events import PARTICIPANTS, attending, document_event, post_binary, sessions
 
 from examples.meeting_room.seed import seed
 from onto_core.cli import add_plugin_commands, cli
 from onto_firestore import FirestoreDatastore
 from onto_functions._backfill import backfill
-
-_spec = importlib.util.spec_from_file_location(
-    "onto_functions_test_events", Path(__file__).with_name("test_functions_firestore_events.py")
-)
-assert _spec is not None
-assert _spec.loader is not None
-_events = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_events)  # the CloudEvent helpers of the trigger tests
-attending = _events.attending
-document_event = _events.document_event
-post_binary = _events.post_binary
-sessions = _events.sessions
-PARTICIPANTS = _events.PARTICIPANTS
 
 pytestmark = pytest.mark.slow
 VIEW = "examples.meeting_room.views:MeetingSession"

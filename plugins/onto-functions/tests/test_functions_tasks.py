@@ -8,7 +8,6 @@ commits; what is shown holds on real Firestore too."""
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,22 +15,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from cloud_events import document_event, post_binary, post_structured, read_lines
 from google.cloud import firestore
 
 from onto_core.cli import add_plugin_commands, cli
 from onto_functions._events import micros
-
-_spec = importlib.util.spec_from_file_location(
-    "onto_functions_test_events", Path(__file__).with_name("test_functions_firestore_events.py")
-)
-assert _spec is not None
-assert _spec.loader is not None
-_events = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_events)  # the CloudEvent helpers of the trigger tests
-document_event = _events.document_event
-post_binary = _events.post_binary
-post_structured = _events.post_structured
-read_lines = _events.read_lines
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
