@@ -1,13 +1,15 @@
-"""Calling component methods that may be sync or async."""
+"""Calling component methods that may be sync or async, and reading what they return."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-__all__ = ["as_async", "maybe_await", "optional_method"]
+from onto_core.protocols import Message
+
+__all__ = ["as_async", "as_messages", "maybe_await", "optional_method"]
 
 
 def as_async(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -34,3 +36,14 @@ def optional_method(obj: object, name: str) -> Callable[..., Awaitable[Any]] | N
     """``obj.name`` as a coroutine function, or ``None`` when the component doesn't have it."""
     fn = getattr(obj, name, None)
     return as_async(fn) if callable(fn) else None
+
+
+def as_messages(result: Any) -> list[Message]:
+    """A processor's result as a list (what the runner accepts: None, one, an iterable)."""
+    if result is None:
+        return []
+    if isinstance(result, Message):
+        return [result]
+    if isinstance(result, Iterable):
+        return list(result)
+    raise TypeError(f"expected a Message, an iterable of messages or None, got {result!r}")

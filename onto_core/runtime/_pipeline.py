@@ -19,7 +19,7 @@ from onto_core.errors import ComponentError, SourceError
 from onto_core.models.datastore import Datastore
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_core.runtime._buffer import MessageBuffer
-from onto_core.runtime._calls import as_async, optional_method
+from onto_core.runtime._calls import as_async, as_messages, optional_method
 from onto_core.runtime._metrics import PipelineMetrics
 from onto_core.runtime._tracing import PipelineTracer
 
@@ -92,20 +92,10 @@ def _flatten(results: list[Any], origins: list[int] | None) -> tuple[list[Messag
             messages.append(result)
             came_from.append(origin)
             continue
-        for message in _as_list(result):
+        for message in as_messages(result):
             messages.append(message)
             came_from.append(origin)
     return messages, came_from
-
-
-def _as_list(result: Any) -> list[Message]:
-    if result is None:
-        return []
-    if isinstance(result, Message):
-        return [result]
-    if isinstance(result, Iterable):
-        return list(result)
-    raise TypeError(f"expected a Message, an iterable of messages or None, got {result!r}")
 
 
 class PipelineRunner:
@@ -679,7 +669,7 @@ class PipelineRunner:
                 if type(result) is Message:  # the common case, kept cheap
                     out.append((item, result))
                     continue
-                produced = _as_list(result)
+                produced = as_messages(result)
             else:
                 produced_or_none = await self._attempt(
                     functools.partial(one, msg), msg, processor.label, attempts, first_try
@@ -690,7 +680,7 @@ class PipelineRunner:
                         continue
                     await self._dead_letter(item, msg, processor.label)
                     continue
-                produced = _as_list(produced_or_none[0])
+                produced = as_messages(produced_or_none[0])
             for produced_message in produced:
                 out.append((item, produced_message))
         return out

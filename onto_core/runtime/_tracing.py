@@ -13,12 +13,12 @@ after a Kafka record or a datastore change in another) continues the trace:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from onto_core.__about__ import __version__
 from onto_core.protocols import Message
-from onto_core.runtime._calls import as_async
+from onto_core.runtime._calls import as_async, as_messages
 from onto_core.tracing import TRACEPARENT
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ class PipelineTracer:
         name = f"process {label.split(' (', 1)[-1].rstrip(')')}"
 
         def hand_on(span: Span, result: Any) -> list[Message]:
-            outputs = _as_messages(result)
+            outputs = as_messages(result)
             for output in outputs:
                 self._carry(span, output)
             return outputs
@@ -238,14 +238,3 @@ class PipelineTracer:
 
             methods["write_exactly_once"] = traced_write_exactly_once
         return methods
-
-
-def _as_messages(result: Any) -> list[Message]:
-    """A processor's result as a list (what the runner accepts: None, one, an iterable)."""
-    if result is None:
-        return []
-    if isinstance(result, Message):
-        return [result]
-    if isinstance(result, Iterable):
-        return list(result)
-    raise TypeError(f"expected a Message, an iterable of messages or None, got {result!r}")
