@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from waiting import wait_for
 
 from onto_core import plugins
+from onto_core.builtin.memory import channel, drop_channels
 from onto_core.builtin.sqlite import SqliteDatastore
 from onto_core.config import load_config
 from onto_core.errors import SinkError
@@ -279,3 +282,47 @@ pipelines:
     assert value(samples, "onto_messages_total", outcome="dead_lettered") == 5
     assert figures["out_by_sink"] == {"sinks[0] (file)": 10, "sinks[1] (odd_refusing)": 5}
     assert figures["out"] == 15
+
+
+def doubled(value: int) -> int:
+    return value * 2
+
+
+def test_metrics_are_served_while_a_pipeline_is_busy(tmp_path: Path) -> None:
+    """A scrape is answered in the middle of a burst that keeps the event loop busy: the
+    loop lets the server's thread have the GIL (runtime/_calls.py, share_the_gil)."""
+    port = free_port()
+    drop_channels()
+    channel("burst-in").put(*range(600_000))  # left open: the pipeline runs on after it
+    config = f"""
+runtime: {{metrics: {{port: {port}}}}}
+pipelines:
+  burst:
+    source: {{type: memory, channel: burst-in, keep_acked: 10}}
+    processors: [{{type: map, function: "test_metrics:doubled"}}]
+    sinks: [{{type: memory, channel: burst-out, keep_last: 10}}]
+"""
+    mid_burst: list[float] = []
+    finished: list[float] = []
+
+    def scrape_until_done() -> None:
+        deadline = time.monotonic() + 120
+        while not finished and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                samples = scrape(f"http://127.0.0.1:{port}/metrics")
+            except OSError:
+                continue  # not listening yet
+            acked = value(samples, "onto_messages_total", pipeline="burst", outcome="acked")
+            if acked == 600_000:
+                finished.append(acked)
+            elif acked:
+                mid_burst.append(acked)
+
+    with running(config):
+        # This thread only waits meanwhile: the loop's thread and the scraper compete.
+        scraper = threading.Thread(target=scrape_until_done)
+        scraper.start()
+        scraper.join(130)
+    assert finished, "the burst was not seen done"
+    assert mid_burst, "no scrape was answered during the burst"

@@ -19,7 +19,7 @@ from onto_core.errors import ComponentError, SourceError
 from onto_core.models.datastore import Datastore
 from onto_core.protocols import Guarantee, Message, RuntimeContext
 from onto_core.runtime._buffer import MessageBuffer
-from onto_core.runtime._calls import as_async, as_messages, optional_method
+from onto_core.runtime._calls import as_async, as_messages, optional_method, share_the_gil
 from onto_core.runtime._metrics import PipelineMetrics
 from onto_core.runtime._tracing import PipelineTracer
 
@@ -330,7 +330,9 @@ class PipelineRunner:
                 else:
                     await self._flow(messages, read_at)
                 # A batch whose stages never wait would otherwise keep the event loop
-                # from every other pipeline and server on it until the buffer is empty.
+                # from every other pipeline and server on it until the buffer is empty,
+                # and the process's other threads from the GIL.
+                share_the_gil()
                 await asyncio.sleep(0)
             await self._drain_aside()
         finally:
