@@ -63,7 +63,16 @@ def running(
         yield runtime
     finally:
         if thread.is_alive() and not loop.is_closed():
-            asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(timeout)
+            stopping = asyncio.run_coroutine_threadsafe(runtime.stop(), loop)
+            thread.join(timeout)  # run() returns once stopped, or once it ended by itself
+            if thread.is_alive():
+                raise TimeoutError(f"the runtime did not stop within {timeout}s")
+            if not stopping.done():
+                # It ended by itself as the stop was handed over, and the loop stopped
+                # before running it: run it here, on the loop no thread runs now.
+                waiting = asyncio.wrap_future(stopping, loop=loop)
+                loop.run_until_complete(asyncio.wait_for(waiting, timeout))
+            stopping.result()  # what stop() raised, if it did
         thread.join(timeout)
         if not loop.is_running():
             loop.close()
