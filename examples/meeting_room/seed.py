@@ -67,15 +67,20 @@ def open_store(path: Path) -> SqliteDatastore:
     return store
 
 
+def seed_file(path: Path) -> Meeting:
+    """Seed the sqlite file ``path`` (made if missing) and close it again."""
+    store = open_store(path)
+    try:
+        return seed(store)
+    finally:
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", type=Path, default=DEFAULT_DB)
     args = parser.parse_args()
-    store = open_store(args.db)
-    try:
-        meeting = seed(store)
-    finally:
-        store.close()
+    meeting = seed_file(args.db)
     print(f"seeded {meeting.id} with {len(meeting.users)} participants into {args.db}")
 
 

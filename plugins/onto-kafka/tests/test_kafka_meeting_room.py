@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from examples.meeting_room.seed import open_store, seed
+from examples.meeting_room.seed import seed_file
 from onto_core.testing import json_lines, onto_run
 
 pytestmark = pytest.mark.slow
@@ -34,11 +34,7 @@ def test_changes_published_by_one_process_update_the_views_another_keeps(
     kafka: Any, wait_until: Callable[..., Any], tmp_path: Path
 ) -> None:
     db = tmp_path / "meeting_room.db"
-    store = open_store(db)
-    try:
-        seed(store)
-    finally:
-        store.close()
+    seed_file(db)
     topic = kafka.topic(partitions=3, prefix="meeting-room-changes")
     out = tmp_path / "sessions.jsonl"
     env = {

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.meeting_room.seed import open_store, seed
+from examples.meeting_room.seed import seed_file
 from onto_core.testing import json_lines, onto_run
 
 pytestmark = pytest.mark.slow
@@ -57,11 +57,7 @@ def test_a_rest_action_and_the_view_update_it_causes_elsewhere_are_one_trace(
     kafka: Any, wait_until: Callable[..., Any], tmp_path: Path
 ) -> None:
     db = tmp_path / "meeting_room.db"
-    store = open_store(db)
-    try:
-        seed(store)
-    finally:
-        store.close()
+    seed_file(db)
     topic = kafka.topic(partitions=1, prefix="traced-changes")
     port = free_port()
     publisher_spans, worker_spans = tmp_path / "publisher.spans", tmp_path / "worker.spans"
