@@ -41,6 +41,7 @@ __all__ = [
     "RetryPolicy",
     "RuntimeSettings",
     "TracingSettings",
+    "expand_env",
     "is_secret_key",
     "load_config",
     "parse_config",
@@ -81,6 +82,24 @@ SECRET_PAIRS = frozenset(
 )
 URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?=@)")
 ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+def expand_env(text: str) -> str:
+    """``text`` with each ``${NAME}`` / ``${NAME:default}`` filled in from the environment
+    and ``$${`` written as ``${``; ``LookupError(NAME)`` for a variable that is not set
+    and has no default."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise LookupError(name)
+
+    return ENV_REF.sub(replace, text)
 
 
 class _Strict(BaseModel):
@@ -354,21 +373,15 @@ class _Loaded:
         return self.substitute(value, path) if isinstance(value, str) else value
 
     def substitute(self, text: str, path: KeyPath) -> str:
-        def replace(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
-                return "${"
-            name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
+        try:
+            return expand_env(text)
+        except LookupError as missing:
+            name = missing.args[0]
             raise self.error(
                 f"environment variable {name} is not set and has no default "
                 f"(write ${{{name}:default}} to give one)",
                 path,
-            )
-
-        return ENV_REF.sub(replace, text)
+            ) from None
 
 
 _SCALARS = yaml.SafeLoader("")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from onto_core.builtin.view import load_view
-from onto_core.config import ENV_REF
+from onto_core.config import expand_env
 from onto_core.errors import ConfigError
 from onto_flink._compile import FlinkJob, compile_views
 
@@ -78,18 +77,13 @@ class FlinkConfig(_Strict):
 
 def _substitute(value: Any, file: str) -> Any:
     if isinstance(value, str):
-
-        def replace(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
-                return "${"
-            name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return str(default)
-            raise ConfigError(f"{file}: environment variable {name} is not set and has no default")
-
-        return ENV_REF.sub(replace, value)
+        try:
+            return expand_env(value)
+        except LookupError as missing:
+            name = missing.args[0]
+            raise ConfigError(
+                f"{file}: environment variable {name} is not set and has no default"
+            ) from None
     if isinstance(value, dict):
         return {k: _substitute(v, file) for k, v in value.items()}
     if isinstance(value, list):

@@ -9,7 +9,9 @@ from click.testing import CliRunner
 
 from examples.meeting_room.views import MeetingSession, UserView
 from onto_core.cli import add_plugin_commands, cli
+from onto_core.errors import ConfigError
 from onto_flink import CompileError, compile_views
+from onto_flink._job import load_flink_config
 
 CONFIG = Path(__file__).with_name("meeting_sessions.yaml")
 
@@ -63,4 +65,31 @@ def test_a_declared_view_compiles() -> None:
     # The step the runner adds after the SQL is named where the SQL ends.
     assert script.rstrip().endswith(
         f"writes key and head || version || tail as `value` to `{job.sink}`."
+    )
+
+
+def test_an_unset_environment_variable_in_the_flink_block_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ONTO_TEST_UNSET_TOPIC", raising=False)
+    monkeypatch.setenv("ONTO_TEST_GROUP", "views")
+    config = tmp_path / "flink.yaml"
+    config.write_text(
+        "flink:\n"
+        "  views: ['examples.meeting_room.views:MeetingSession']\n"
+        "  changes: {path: changes.jsonl, group_id: '${ONTO_TEST_GROUP}', topic: '$${x}'}\n"
+        "  sink: {topic: '${ONTO_TEST_UNSET_TOPIC}', bootstrap_servers: 'b:9092'}\n"
+    )
+    with pytest.raises(ConfigError) as missing:
+        load_flink_config(config)
+    assert str(missing.value) == (
+        f"<config>: {config}: environment variable ONTO_TEST_UNSET_TOPIC is not set and has"
+        " no default"
+    )
+    monkeypatch.setenv("ONTO_TEST_UNSET_TOPIC", "sessions")
+    loaded = load_flink_config(config)
+    assert (loaded.sink.topic, loaded.changes.group_id, loaded.changes.topic) == (
+        "sessions",
+        "views",
+        "${x}",
     )
