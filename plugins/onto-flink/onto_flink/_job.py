@@ -75,19 +75,21 @@ class FlinkConfig(_Strict):
     )
 
 
-def _substitute(value: Any, file: str) -> Any:
+def _substitute(value: Any, file: str, path: str) -> Any:
+    """``value`` (at key ``path``) with ``${ENV:default}`` filled in everywhere."""
     if isinstance(value, str):
         try:
             return expand_env(value)
         except LookupError as missing:
-            name = missing.args[0]
             raise ConfigError(
-                f"{file}: environment variable {name} is not set and has no default"
+                f"environment variable {missing.args[0]} is not set and has no default",
+                file=file,
+                path=path,
             ) from None
     if isinstance(value, dict):
-        return {k: _substitute(v, file) for k, v in value.items()}
+        return {k: _substitute(v, file, f"{path}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, file) for v in value]
+        return [_substitute(v, file, f"{path}[{i}]") for i, v in enumerate(value)]
     return value
 
 
@@ -98,15 +100,15 @@ def load_flink_config(path: str | Path) -> FlinkConfig:
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{file}: {exc}") from None
+        raise ConfigError(str(exc), file=file) from None
     if not isinstance(data, dict) or "flink" not in data:
-        raise ConfigError(f"{file}: no 'flink:' block")
+        raise ConfigError("no 'flink:' block", file=file)
     try:
-        return FlinkConfig.model_validate(_substitute(data["flink"], file))
+        return FlinkConfig.model_validate(_substitute(data["flink"], file, "flink"))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in ("flink", *first["loc"]))
-        raise ConfigError(f"{file}: {where}: {first['msg']}") from None
+        raise ConfigError(first["msg"], file=file, path=where) from None
 
 
 def _source_options(config: FlinkConfig) -> dict[str, str]:
@@ -114,7 +116,7 @@ def _source_options(config: FlinkConfig) -> dict[str, str]:
     if changes.path:
         return {"connector": "filesystem", "path": changes.path, "format": "json"}
     if not changes.topic or not changes.bootstrap_servers:
-        raise ConfigError("flink.changes: give topic and bootstrap_servers, or path")
+        raise ConfigError("give topic and bootstrap_servers, or path", path="flink.changes")
     options = {
         "connector": "kafka",
         "topic": changes.topic,
@@ -134,7 +136,7 @@ def _sink_options(config: FlinkConfig) -> dict[str, str]:
         # A file sink cannot take updates: the runner collects the rows instead.
         return {"connector": "blackhole"}
     if not sink.topic or not sink.bootstrap_servers:
-        raise ConfigError("flink.sink: give topic and bootstrap_servers, or path")
+        raise ConfigError("give topic and bootstrap_servers, or path", path="flink.sink")
     options = {
         "connector": "upsert-kafka",
         "topic": sink.topic,

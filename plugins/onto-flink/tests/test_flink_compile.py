@@ -83,8 +83,8 @@ def test_an_unset_environment_variable_in_the_flink_block_is_named(
     with pytest.raises(ConfigError) as missing:
         load_flink_config(config)
     assert str(missing.value) == (
-        f"<config>: {config}: environment variable ONTO_TEST_UNSET_TOPIC is not set and has"
-        " no default"
+        f"{config}: flink.sink.topic: environment variable ONTO_TEST_UNSET_TOPIC is not set"
+        " and has no default"
     )
     monkeypatch.setenv("ONTO_TEST_UNSET_TOPIC", "sessions")
     loaded = load_flink_config(config)
@@ -93,3 +93,15 @@ def test_an_unset_environment_variable_in_the_flink_block_is_named(
         "views",
         "${x}",
     )
+
+
+def test_a_mistake_in_the_flink_block_names_the_file_and_key_once(tmp_path: Path) -> None:
+    config = tmp_path / "flink.yaml"
+    config.write_text("flink:\n  views: ['examples.meeting_room.views:MeetingSession']\n")
+    with pytest.raises(ConfigError) as refused:
+        load_flink_config(config)
+    assert str(refused.value) == f"{config}: flink.changes: Field required"
+    config.write_text("other: {}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_flink_config(config)
+    assert str(refused.value) == f"{config}: no 'flink:' block"
