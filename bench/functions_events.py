@@ -43,7 +43,6 @@ import datetime as dt
 import os
 import queue
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -68,6 +67,7 @@ from examples.meeting_room.models import (  # noqa: E402
     User,
 )
 from onto_core.models import Ref  # noqa: E402
+from onto_core.testing.processes import LoggedProcess  # noqa: E402
 from onto_firestore import FirestoreDatastore, make_client  # noqa: E402
 
 USERS = ("joshua", "thomasina", "tijuana")
@@ -196,46 +196,15 @@ def plan(count: int, meetings: int, start: int = 0) -> list[tuple[str, str]]:
     ]
 
 
-class Process:
-    """A process whose merged output is read by a thread (so it never blocks on it)."""
-
-    def __init__(self, command: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.output: list[str] = []
-        self._lines = threading.Condition()
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._lines:
-                self.output.append(line)
-                self._lines.notify_all()
-        with self._lines:
-            self._lines.notify_all()
+class Process(LoggedProcess):
+    """A process whose output is watched; the benchmark ends if an awaited line never comes."""
 
     def wait_for_line(self, text: str, timeout: float) -> float:
-        with self._lines:
-
-            def seen() -> bool:
-                return any(text in line for line in self.output) or self.process.poll() is not None
-
-            self._lines.wait_for(seen, timeout)
-            if not any(text in line for line in self.output):
-                self.stop()
-                raise SystemExit(f"never logged {text!r}:\n{''.join(self.output[-40:])}")
+        """``time.perf_counter()`` once ``text`` is in a line of output."""
+        if self.first_line(lambda line: text in line, timeout) is None:
+            self.stop(15)
+            raise SystemExit(f"never logged {text!r}:\n{''.join(self.output[-40:])}")
         return time.perf_counter()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
 
 
 class Poster:
@@ -406,7 +375,7 @@ class Side:
         if self.views is not None:
             self.views.close()
         if self.process is not None:
-            self.process.stop()
+            self.process.stop(15)
         self.client.close()  # type: ignore[no-untyped-call]
         self.store.close()
 

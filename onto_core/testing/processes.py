@@ -1,5 +1,5 @@
-"""Running ``onto run`` in its own process, reading what its file sinks wrote, and
-installing the npm packages a test drives."""
+"""Running ``onto run`` in its own process, reading what its file sinks wrote, watching a
+process's output, and installing the npm packages a test drives."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-__all__ = ["json_lines", "npm_ci", "onto_run"]
+__all__ = ["LoggedProcess", "json_lines", "npm_ci", "onto_run"]
 
 
 @contextmanager
@@ -82,3 +84,56 @@ def npm_ci(folder: Path, package: str) -> None:
     )
     if done.returncode != 0:
         pytest.fail(f"`npm ci` of {package} in {folder} failed: {done.stderr or done.stdout}")
+
+
+class LoggedProcess:
+    """A process whose merged stdout and stderr a thread reads line by line into
+    ``output``, so it never blocks writing; ``started`` is ``time.perf_counter()`` at start.
+    """
+
+    def __init__(self, command: list[str], cwd: Path, env: Mapping[str, str]) -> None:
+        self.output: list[str] = []
+        self._lines = threading.Condition()
+        self._ended = False  # the output reached its end
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._lines:
+                self.output.append(line)
+                self._lines.notify_all()
+        with self._lines:
+            self._ended = True
+            self._lines.notify_all()
+
+    def first_line(self, seen: Callable[[str], bool], timeout: float) -> str | None:
+        """The first output line ``seen`` holds for, waiting up to ``timeout`` seconds;
+        ``None`` if none came by then or the output ended without one."""
+        with self._lines:
+            found: list[str] = []
+
+            def check() -> bool:
+                found[:] = [line for line in self.output if seen(line)][:1]
+                return bool(found) or self._ended
+
+            self._lines.wait_for(check, timeout)
+            return found[0] if found else None
+
+    def stop(self, timeout: float = 10) -> None:
+        """Terminate the process, killing it if it outlives ``timeout`` seconds."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=timeout)

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from google.cloud import firestore
 
+from onto_core.testing.processes import LoggedProcess
 from onto_firestore import FirestoreDatastore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # cloud_events, for the tests
@@ -62,7 +60,7 @@ pipelines:
 """
 
 
-class FunctionServer:
+class FunctionServer(LoggedProcess):
     """``functions-framework --target NAME`` serving a built folder on 127.0.0.1."""
 
     def __init__(
@@ -70,64 +68,30 @@ class FunctionServer:
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.output: list[str] = []
-        self._lines = threading.Condition()
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "functions_framework",
-                "--source",
-                str(folder / "main.py"),
-                "--target",
-                target,
-                # What a deployment sets for a function no Functions Framework decorator
-                # types (a Firebase trigger is a CloudEvent function the SDK wraps).
-                *(["--signature-type", signature_type] if signature_type else []),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            cwd=folder,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._lines:
-                self.output.append(line)
-                self._lines.notify_all()
-        with self._lines:
-            self._lines.notify_all()
+        command = [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--source",
+            str(folder / "main.py"),
+            "--target",
+            target,
+            # What a deployment sets for a function no Functions Framework decorator
+            # types (a Firebase trigger is a CloudEvent function the SDK wraps).
+            *(["--signature-type", signature_type] if signature_type else []),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        super().__init__(command, folder, env)
 
     def wait_for(self, seen: Callable[[str], bool], what: str, timeout: float = 30.0) -> str:
         """The first output line for which ``seen`` holds (waiting up to ``timeout``)."""
-        with self._lines:
-            found: list[str] = []
-
-            def check() -> bool:
-                found[:] = [line for line in self.output if seen(line)]
-                return bool(found) or self.process.poll() is not None
-
-            self._lines.wait_for(check, timeout)
-            if not found:
-                pytest.fail(f"the function never logged {what}; output:\n{''.join(self.output)}")
-            return found[0]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        found = self.first_line(seen, timeout)
+        if found is None:
+            pytest.fail(f"the function never logged {what}; output:\n{''.join(self.output)}")
+        return found
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_attendance_change_reaches_every_participant(function, store, client):
 
     body, subject = set_attendance(client, store, "joshua", False)
     response = post_binary(server, f"evt-{uuid.uuid4()}", "updated", subject, body)
-    cold = time.monotonic() - server.started
+    cold = time.perf_counter() - server.started
     assert response.status_code == 200, response.text
     print(f"\ncold start (process start to first event handled): {cold:.3f}s")
     after = sessions(store)
