@@ -105,6 +105,20 @@ class TriggerClaims:
     transaction_attempts: int = 5
     worker: str = ""  # recorded in each claim
 
+    @classmethod
+    def of(cls, settings: Any) -> TriggerClaims:
+        """The claims a task source's config gives (its fields of the same names; the
+        worker ``host:pid`` when it names none)."""
+        return cls(
+            status_field=settings.status_field,
+            pending=settings.pending,
+            done=settings.done,
+            claims_collection=settings.claims_collection,
+            claim_ttl=settings.claim_ttl,
+            transaction_attempts=settings.transaction_attempts,
+            worker=settings.worker or f"{socket.gethostname()}:{os.getpid()}",
+        )
+
 
 def commit_trigger(
     client: firestore.Client,
@@ -248,16 +262,7 @@ class FirestoreTaskSource:
         if "." in config.status_field:
             raise ValueError(f"status_field {config.status_field!r} must be a top-level field")
         self.config = config
-        self.worker = config.worker or f"{socket.gethostname()}:{os.getpid()}"
-        self._claims = TriggerClaims(
-            status_field=config.status_field,
-            pending=config.pending,
-            done=config.done,
-            claims_collection=config.claims_collection,
-            claim_ttl=config.claim_ttl,
-            transaction_attempts=config.transaction_attempts,
-            worker=self.worker,
-        )
+        self._claims = TriggerClaims.of(config)
         self._client: firestore.Client | None = None
         self._own_client = False
         self._ctx: RuntimeContext | None = None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
-import socket
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -223,15 +221,7 @@ class CloudEventSource:
                 tasks.database,
                 tasks.emulator_host,
             )
-            self._claims = TriggerClaims(
-                status_field=tasks.status_field,
-                pending=tasks.pending,
-                done=tasks.done,
-                claims_collection=tasks.claims_collection,
-                claim_ttl=tasks.claim_ttl,
-                transaction_attempts=tasks.transaction_attempts,
-                worker=tasks.worker or f"{socket.gethostname()}:{os.getpid()}",
-            )
+            self._claims = TriggerClaims.of(tasks)
         _register(ctx.pipeline, self)
 
     def deliver(self, change: Change, event_id: str, event_type: str = "") -> None:
