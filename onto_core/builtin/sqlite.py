@@ -367,11 +367,11 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
                     op = ChangeOp.DELETE
                 else:
                     op = ChangeOp.UPDATE if exists else ChangeOp.CREATE
-                if not record_changes:
-                    if text is not None:
-                        self._write_unrecorded(conn, collection, doc_id, text, now)
-                    continue
-                seq = self._append_change(conn, collection, doc_id, op, text, now, trace)
+                if record_changes:
+                    version = self._append_change(conn, collection, doc_id, op, text, now, trace)
+                    committed.append((version, collection, doc_id, op, text, now, trace))
+                elif text is not None:
+                    version = _next_unrecorded(conn)
                 if text is not None:
                     conn.execute(
                         "INSERT INTO documents (collection, doc_id, data, version, updated)"
@@ -379,27 +379,10 @@ class SqliteDatastore(CommitWrites, OpenInBlock):
                         " ON CONFLICT (collection, doc_id) DO UPDATE SET"
                         " data = excluded.data, version = excluded.version,"
                         " updated = excluded.updated",
-                        (collection, doc_id, text, seq, now),
+                        (collection, doc_id, text, version, now),
                     )
-                committed.append((seq, collection, doc_id, op, text, now, trace))
         for entry in committed:
             self._notify(*entry)
-
-    @staticmethod
-    def _write_unrecorded(
-        conn: sqlite3.Connection, collection: str, doc_id: str, text: str, now: float
-    ) -> None:
-        (version,) = conn.execute(
-            "INSERT INTO counters (name, value) VALUES ('unrecorded', -1)"
-            " ON CONFLICT (name) DO UPDATE SET value = value - 1 RETURNING value"
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO documents (collection, doc_id, data, version, updated)"
-            " VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (collection, doc_id) DO UPDATE SET"
-            " data = excluded.data, version = excluded.version, updated = excluded.updated",
-            (collection, doc_id, text, version, now),
-        )
 
     @staticmethod
     def _append_change(
@@ -564,6 +547,15 @@ def _encode(data: dict[str, Any], collection: str, doc_id: str) -> str:
 
 def _rows_json(rows: list[tuple[Any, ...]]) -> str:
     return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
+
+
+def _next_unrecorded(conn: sqlite3.Connection) -> int:
+    """The next version below 0 for a write that records no change (each given once)."""
+    (version,) = conn.execute(
+        "INSERT INTO counters (name, value) VALUES ('unrecorded', -1)"
+        " ON CONFLICT (name) DO UPDATE SET value = value - 1 RETURNING value"
+    ).fetchone()
+    return int(version)
 
 
 def _version(conn: sqlite3.Connection, collection: str, doc_id: str) -> int:
